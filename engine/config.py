@@ -1,0 +1,164 @@
+"""Dataclass configs shared by every floor; serialised as plain dicts/JSON, never pickled."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+WINDOW = 180  # days of history the price network reads
+HORIZON = 7  # closes it predicts
+SEQ_LEN = 20  # decision days the strategy network walks
+N_FEATURES = 11
+N_POSITIONS = 11  # positions 0..10
+
+FEATURE_NAMES = (
+    "open", "high", "low", "close", "change", "amplitude",
+    "volume", "amount", "turnover", "trades", "time",
+)
+
+
+@dataclass
+class DataConfig:
+    """Which bars become windows, and how they are split chronologically."""
+
+    window: int = WINDOW
+    horizon: int = HORIZON
+    seq_len: int = SEQ_LEN
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    start: str | None = None  # YYYY-MM-DD, inclusive
+    end: str | None = None
+    adjust: bool = True  # scale OHLC by Adj Close / Close where a file has it
+
+
+@dataclass
+class PriceModelConfig:
+    """Shape of the price network (MLA Transformer encoder). Presets below; any field overridable."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    attention: str = "mla"  # "mla" | "mha"
+    q_lora_rank: int = 0  # 0: queries not compressed
+    kv_lora_rank: int = 64
+    qk_nope_head_dim: int = 32
+    qk_rope_head_dim: int = 16
+    v_head_dim: int = 32
+    ffn: str = "swiglu"  # "swiglu" | "geglu" | "moe"
+    ffn_hidden: int = 683
+    n_experts: int = 8
+    top_k: int = 2
+    moe_aux_weight: float = 0.01
+    dropout: float = 0.1
+    rope_theta: float = 10_000.0
+    window: int = WINDOW
+    horizon: int = HORIZON
+    n_features: int = N_FEATURES
+
+
+@dataclass
+class StrategyModelConfig:
+    """Shape of the strategy network (recurrent cell + position head)."""
+
+    feature_dim: int = 256  # width of the cached price-network features (+ extras)
+    state_dim: int = 64
+    cell: str = "gru"  # "gru" | "lstm"
+    head: str = "gumbel"  # "gumbel" | "straight_through" | "concrete"
+    hard: bool = False  # Gumbel straight-through (one-hot forward, soft backward)
+    tau_start: float = 2.0
+    tau_floor: float = 0.3
+    tau_decay: float = 0.97  # per epoch: tau = max(floor, start * decay**epoch)
+    dropout: float = 0.1
+
+
+@dataclass
+class StrategyLossConfig:
+    """Weights of the strategy objective (see engine.losses.strategy_loss)."""
+
+    return_weight: float = 1.0
+    risk_weight: float = 0.1
+    opportunity_weight: float = 0.05
+    information_ratio_weight: float = 0.0  # > 0 adds the IR form
+    volatility_weight: float = 1.0  # inside the risk cost
+    drawdown_weight: float = 1.0
+    churn_weight: float = 0.1
+    cost_bps: float = 10.0  # per unit of turnover (position 0 -> 10 = 1 unit)
+    bear_position: float = 2.0  # conservative benchmark position in bear regimes
+    momentum_lookback: int = 5
+
+
+@dataclass
+class TrainConfig:
+    """How a model is optimised; shared by both stages."""
+
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 2e-4
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16"
+    compile: bool = False
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
+    seed: int = 0
+    patience: int = 5  # evaluations without validation improvement before early stop
+    eval_every: int | None = None  # steps; None: once per epoch
+    log_every: int = 1
+    loss: str = "huber"  # "mse" | "mae" | "huber" (price stage)
+    num_threads: int | None = None
+
+
+@dataclass
+class BacktestConfig:
+    """Accounting rules of a backtest."""
+
+    cost_bps: float = 10.0  # per unit of turnover
+    slippage_bps: float = 0.0
+    ashare_rules: bool = False  # no buy at limit-up close, no sell at limit-down close, T+1
+    limit_pct: float = 0.10
+    start: str | None = None
+    end: str | None = None
+    risk_free: float = 0.0  # annual
+    sma_fast: int = 20
+    sma_slow: int = 60
+
+
+def _preset(**overrides: Any) -> PriceModelConfig:
+    return replace(PriceModelConfig(), **overrides)
+
+
+# Sized so num_parameters() lands within 10 % of 2.5M / 10M / 40M / 160M (tests/test_models.py checks).
+PRESETS: dict[str, PriceModelConfig] = {}
+
+T = TypeVar("T")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
+    """Build a config from a dict, ignoring unknown keys so old run records still load."""
+    data = data or {}
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def override(cfg: T, **changes: Any) -> T:
+    """Copy of cfg with changes; unknown field names are a ValueError naming the field."""
+    names = {f.name for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ValueError(f"unknown {type(cfg).__name__} field(s): {', '.join(unknown)}")
+    return replace(cfg, **changes)  # type: ignore[type-var]
+
+
+__all__ = [
+    "WINDOW", "HORIZON", "SEQ_LEN", "N_FEATURES", "N_POSITIONS", "FEATURE_NAMES",
+    "DataConfig", "PriceModelConfig", "StrategyModelConfig", "StrategyLossConfig",
+    "TrainConfig", "BacktestConfig", "PRESETS", "to_dict", "from_dict", "override", "field",
+]

@@ -1,0 +1,90 @@
+"""Plain event objects a long job yields, so the CLI, the GUI and tests follow the same run.
+
+No Qt here: the workstation wraps a generator of these in a QThread and re-emits them as signals.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class CancelToken:
+    """Set from any thread; a job checks it between steps and stops cleanly."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its CancelToken is set; the job records the run as cancelled."""
+
+
+@dataclass
+class RunStarted:
+    run_id: str
+    kind: str  # "price" | "strategy" | "backtest"
+    total_steps: int
+    config: dict[str, Any] = field(default_factory=dict)
+    resumed_from_step: int = 0
+
+
+@dataclass
+class StepEvent:
+    step: int
+    epoch: int
+    loss: float
+    grad_norm: float
+    lr: float
+    samples_per_s: float
+    module_grad_norms: dict[str, float] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)  # e.g. loss parts, temperature
+
+
+@dataclass
+class EvalEvent:
+    step: int
+    epoch: int
+    val_loss: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    is_best: bool = False
+
+
+@dataclass
+class CheckpointEvent:
+    step: int
+    path: str
+    is_best: bool
+    sha256: str = ""
+
+
+@dataclass
+class Progress:
+    """Coarse progress of a job that has no optimiser steps (feature caching, backtests)."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass
+class Finished:
+    run_id: str
+    status: str  # "finished" | "cancelled" | "failed"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    best_checkpoint: str | None = None
+    last_checkpoint: str | None = None
+    error: str | None = None
+    step: int = 0
+    early_stopped: bool = False
+
+
+Event = RunStarted | StepEvent | EvalEvent | CheckpointEvent | Progress | Finished
