@@ -1,0 +1,69 @@
+"""Signals CSV: one row per date with the position, regime and forecast, safe for spreadsheets.
+
+Written atomically (a temporary file in the target's folder, then os.replace), so an
+interrupted export never leaves a half-written file. UTF-8 with a BOM so spreadsheet programs
+read Chinese instrument names correctly. Text cells that a spreadsheet would evaluate as a
+formula get a leading single quote; numbers stay numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+HORIZON = 7
+COLUMNS = (
+    ["date", "instrument", "position", "exposure", "regime"]
+    + [f"pred_t{h}" for h in range(1, HORIZON + 1)]
+    + ["run_id", "checkpoint_sha256"]
+)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: pd.Series) -> pd.Series:
+    """Text cells with a leading quote where a spreadsheet would read a formula."""
+    text = text.fillna("").astype(str)
+    return text.mask(text.str.startswith(FORMULA_STARTS), "'" + text)
+
+
+def signals_table(frame: pd.DataFrame, instrument: str, run_id: str, checkpoint_sha: str) -> pd.DataFrame:
+    """The CSV's columns from a run_backtest frame; missing forecasts are empty cells."""
+    table = pd.DataFrame({
+        "date": frame.index.strftime("%Y-%m-%d"),
+        "instrument": instrument,
+        "position": frame["position"].astype(int).to_numpy(),
+        "exposure": frame["exposure"].astype(float).to_numpy(),
+        "regime": frame["regime"].to_numpy() if "regime" in frame else "",
+    })
+    for h in range(1, HORIZON + 1):
+        column = f"pred_{h}"
+        table[f"pred_t{h}"] = frame[column].to_numpy(dtype=float) if column in frame else float("nan")
+    table["run_id"], table["checkpoint_sha256"] = run_id, checkpoint_sha
+    for name in ("date", "instrument", "regime", "run_id", "checkpoint_sha256"):
+        table[name] = neutralise(table[name])
+    return table[COLUMNS]
+
+
+def export_signals(frame: pd.DataFrame, path: str | Path, *, instrument: str, run_id: str,
+                   checkpoint_sha: str) -> int:
+    """Write the signals of a backtest frame (run_backtest's) to path; returns the row count."""
+    path = Path(path)
+    table = signals_table(frame, instrument, run_id, checkpoint_sha)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
+            # RFC 4180 line ends, so a cell holding CR or LF gets quoted
+            table.to_csv(fh, index=False, na_rep="", lineterminator="\r\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(table)
+
+
+__all__ = ["COLUMNS", "export_signals", "neutralise", "signals_table"]
