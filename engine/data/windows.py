@@ -1,0 +1,204 @@
+"""Training windows, targets and leak-free chronological splits, gathered by index, never copied per day.
+
+A window ending at day e reads days e-window+1..e; its targets are the next `horizon` closes as
+log(close_{e+h} / close_e); a strategy position fixed at close t earns close t -> close t+1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from engine.config import HORIZON, WINDOW
+from engine.data.features import daily_features, feature_mask
+from engine.data.io import BarTable, DataImportError
+
+
+@dataclass(eq=False)  # holds arrays: compare the fields you mean
+class WindowSet:
+    """Per-day arrays of one instrument; windows are views into them addressed by their end day."""
+
+    instrument: str
+    dates: pd.DatetimeIndex  # [T]
+    close: np.ndarray  # [T] float64
+    daily: np.ndarray  # [T, 11] from daily_features
+    mask: np.ndarray  # [11]
+    window: int = WINDOW
+    horizon: int = HORIZON
+    ends: np.ndarray | None = None  # [N] days e with a full window; default all e >= window-1
+    _blocks32: np.ndarray = field(init=False, repr=False)  # [T-window+1, window, 11] strided view
+    _close_blocks: np.ndarray = field(init=False, repr=False)  # [T-window+1, window] log close view
+    _log_close: np.ndarray = field(init=False, repr=False)
+    _returns: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.ends is None:
+            self.ends = np.arange(self.window - 1, len(self.close))
+        # Each window is one contiguous block of these views, so gathering is a memcpy per window.
+        # OHLC are cached relative to the same day's close (small numbers, exact in float32); the
+        # close path to the window's last close is added per window in float64.
+        self._log_close = np.log(self.close)
+        daily32 = self.daily.astype(np.float32)
+        daily32[:, :4] = self.daily[:, :4] - self._log_close[:, None]
+        self._blocks32 = sliding_window_view(daily32, (self.window, daily32.shape[1]))[:, 0]
+        self._close_blocks = sliding_window_view(self._log_close, self.window)
+        self._returns = np.r_[self.close[1:] / self.close[:-1] - 1.0, np.nan]
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def inputs(self, ends: np.ndarray) -> np.ndarray:
+        """[n, window, 11] float32; OHLC as log(p / close_e), so a window reads only its own bars."""
+        ends = np.asarray(ends, dtype=np.int64)
+        starts = ends - (self.window - 1)
+        if len(ends) and (starts.min() < 0 or ends.max() >= len(self)):
+            raise IndexError(f"window ends must lie in [{self.window - 1}, {len(self) - 1}]")
+        x = self._blocks32[starts]  # fancy indexing copies: [n, window, 11]
+        path = self._close_blocks[starts] - self._log_close[ends, None]  # log(close_t / close_e)
+        x[..., :4] += path.astype(np.float32)[..., None]
+        return x
+
+    def targets(self, ends: np.ndarray) -> np.ndarray:
+        """[n, horizon] log(close_{e+h} / close_e), h = 1..horizon; NaN past the last bar."""
+        ends = np.asarray(ends, dtype=np.int64)
+        days = ends[:, None] + np.arange(1, self.horizon + 1)
+        inside = days < len(self)
+        later = self._log_close[np.minimum(days, len(self) - 1)]
+        return np.where(inside, later - self._log_close[ends, None], np.nan)
+
+    def next_returns(self, days: np.ndarray) -> np.ndarray:
+        """close_{t+1} / close_t - 1: what a position held from close t earns; NaN at the last day."""
+        return self._returns[np.asarray(days, dtype=np.int64)]
+
+    def has_targets(self, ends: np.ndarray) -> np.ndarray:
+        return np.asarray(ends) + self.horizon < len(self)
+
+
+def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON) -> WindowSet:
+    needed = window + horizon + 1
+    if len(bars.frame) < needed:
+        raise DataImportError(bars.source, None, None, f"too little history: {len(bars.frame)} bars, "
+                              f"one window needs {needed} ({window} days in, {horizon} targets, "
+                              "1 next-day return)")
+    return WindowSet(instrument=bars.instrument, dates=pd.DatetimeIndex(bars.frame.index),
+                     close=bars.frame["close"].to_numpy(dtype=np.float64),
+                     daily=daily_features(bars.frame), mask=feature_mask(bars),
+                     window=window, horizon=horizon)
+
+
+def targets_to_prices(targets: np.ndarray, last_close: np.ndarray | float) -> np.ndarray:
+    """Inverse of WindowSet.targets: the predicted closes, last_close * exp(t)."""
+    return np.asarray(last_close, dtype=np.float64)[..., None] * np.exp(targets)
+
+
+@dataclass
+class Split:
+    """Window end days (or (set, end) pairs for pooled data) of each chronological part."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def _carve(usable: np.ndarray, n_val: int, n_test: int, embargo: int) -> Split:
+    """train | embargo | val | embargo | test, from the end; the embargo skips only nonempty parts."""
+    stop = len(usable)
+    test = usable[stop - n_test:stop]
+    stop -= n_test + (embargo if n_test else 0)
+    val = usable[max(stop - n_val, 0):max(stop, 0)]
+    stop -= n_val + (embargo if n_val else 0)
+    return Split(train=usable[:max(stop, 0)], val=val, test=test)
+
+
+def _usable(ws: WindowSet, embargo: int) -> tuple[np.ndarray, int]:
+    """Ends whose targets exist, and the embargo widened to the horizon so no target crosses over."""
+    return ws.ends[ws.has_targets(ws.ends)], max(int(embargo), ws.horizon)
+
+
+def chronological_split(ws: WindowSet, val_fraction: float, test_fraction: float,
+                        embargo: int) -> Split:
+    """Train, validation, test in time order; `embargo` ends (at least the horizon) dropped before
+    val and before test, so no train target or strategy return reaches the first val/test end."""
+    usable, embargo = _usable(ws, embargo)
+    n = len(usable)
+    split = _carve(usable, round(n * val_fraction), round(n * test_fraction), embargo)
+    if not len(split.train):
+        raise ValueError(f"{ws.instrument}: {n} usable windows leave nothing to train on "
+                         f"(val {val_fraction:.0%}, test {test_fraction:.0%}, embargo {embargo})")
+    return split
+
+
+def walk_forward_folds(ws: WindowSet, n_folds: int, test_size: int, embargo: int,
+                       min_train: int) -> list[Split]:
+    """Expanding folds tiling the last n_folds * test_size ends; each fold validates on the
+    test_size ends before its test block (embargo between every part)."""
+    usable, embargo = _usable(ws, embargo)
+    folds = [_carve(usable[:len(usable) - k * test_size], test_size, test_size, embargo)
+             for k in reversed(range(n_folds))]
+    if not folds or len(folds[0].train) < min_train or len(folds[0].test) < test_size:
+        have = len(folds[0].train) if folds else 0
+        raise ValueError(f"{ws.instrument}: the first of {n_folds} folds has {have} training windows, "
+                         f"fewer than min_train={min_train} (or too few windows for the test blocks)")
+    return folds
+
+
+def sequence_starts(ends: np.ndarray, seq_len: int, n_days: int | None = None) -> np.ndarray:
+    """Starts s with s..s+seq_len-1 all in `ends` (consecutive days). Ends from a split all have a
+    next return; pass n_days (the series length) to also drop sequences reaching the last day."""
+    ends = np.unique(np.asarray(ends, dtype=np.int64))
+    if n_days is not None:
+        ends = ends[ends < n_days - 1]
+    if len(ends) < seq_len:
+        return np.empty(0, dtype=np.int64)
+    first = ends[: len(ends) - seq_len + 1]
+    return first[ends[seq_len - 1:] - first == seq_len - 1]
+
+
+class PooledWindows:
+    """Several instruments as one dataset; an item is a (set index, end day) pair."""
+
+    def __init__(self, sets: list[WindowSet]) -> None:
+        if not sets:
+            raise ValueError("PooledWindows needs at least one WindowSet")
+        shapes = {(ws.window, ws.horizon, ws.daily.shape[1]) for ws in sets}
+        if len(shapes) > 1:
+            raise ValueError(f"pooled sets differ in (window, horizon, features): {sorted(shapes)}")
+        self.sets = list(sets)
+        self.window, self.horizon = sets[0].window, sets[0].horizon
+
+    @staticmethod
+    def pairs(ends_per_set: list[np.ndarray]) -> np.ndarray:
+        """[n, 2] int64 items from each set's end days."""
+        parts = [np.column_stack([np.full(len(e), k), e]) for k, e in enumerate(ends_per_set)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.empty((0, 2), np.int64)
+
+    def split(self, val_fraction: float, test_fraction: float, embargo: int) -> Split:
+        """Each instrument split chronologically on its own, then pooled."""
+        splits = [chronological_split(ws, val_fraction, test_fraction, embargo) for ws in self.sets]
+        return Split(*(self.pairs([getattr(s, part) for s in splits]) for part in ("train", "val", "test")))
+
+    def _gather(self, items: np.ndarray, fetch, shape: tuple[int, ...], dtype) -> np.ndarray:
+        items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
+        out = np.empty((len(items), *shape), dtype=dtype)
+        for k, ws in enumerate(self.sets):  # a few sets; rows are gathered vectorised per set
+            rows = items[:, 0] == k
+            if rows.any():
+                out[rows] = fetch(ws, items[rows, 1])
+        return out
+
+    def inputs(self, items: np.ndarray) -> np.ndarray:
+        shape = (self.window, self.sets[0].daily.shape[1])
+        return self._gather(items, WindowSet.inputs, shape, np.float32)
+
+    def targets(self, items: np.ndarray) -> np.ndarray:
+        return self._gather(items, WindowSet.targets, (self.horizon,), np.float64)
+
+    def masks(self, items: np.ndarray) -> np.ndarray:
+        fetch = lambda ws, ends: np.broadcast_to(ws.mask, (len(ends), len(ws.mask)))  # noqa: E731
+        return self._gather(items, fetch, (self.sets[0].daily.shape[1],), np.float32)
+
+    def next_returns(self, items: np.ndarray) -> np.ndarray:
+        return self._gather(items, WindowSet.next_returns, (), np.float64)
