@@ -1,0 +1,129 @@
+"""The trained price network as a plain function: bars in, the next 7 closes out (in prices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from engine.config import DataConfig, PriceModelConfig, from_dict
+from engine.data import BarTable, WindowSet, build_windows, targets_to_prices
+from engine.models import PriceNetwork
+from engine.store import RunStore
+from engine.training.checkpoint import (
+    CheckpointError, file_sha256, load_checkpoint, load_model_state,
+)
+
+BATCH = 256
+
+
+@dataclass
+class LoadedPriceModel:
+    model: PriceNetwork  # eval mode
+    model_cfg: PriceModelConfig
+    data_cfg: DataConfig
+    target_scale: np.ndarray  # [horizon]: network outputs x scale = log(close_{e+h} / close_e)
+    sha256: str
+    path: Path
+    configs: dict[str, Any]  # everything the checkpoint recorded (model / data / train)
+    device: torch.device
+
+
+@dataclass
+class Forecast:
+    asof: str  # YYYY-MM-DD: the last bar the forecast reads
+    dates: list[str]  # the next 7 business days after asof
+    prices: list[float]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"date": pd.to_datetime(self.dates), "close": self.prices}).set_index("date")
+
+
+def _resolve(checkpoint_or_run: str | Path, store: RunStore | None) -> tuple[Path, str | None]:
+    """A path to a file, or a run id whose best checkpoint is used; returns (path, recorded sha)."""
+    path = Path(checkpoint_or_run)
+    if path.suffix or path.exists() or any(s in str(checkpoint_or_run) for s in "/\\"):
+        return path, None
+    store = store or RunStore()
+    row = store.checkpoint(str(checkpoint_or_run), best=True)
+    if row is None:
+        raise CheckpointError(f"run {checkpoint_or_run!r} has no best checkpoint in {store.path}")
+    return Path(row["path"]), row["sha256"]
+
+
+def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
+                     device: str | torch.device = "cpu") -> LoadedPriceModel:
+    """Rebuild the network a checkpoint (or a run's best checkpoint) was trained as.
+
+    Loading never executes code from the file (weights_only); a file of another model shape or a
+    run's checkpoint that changed on disk since it was recorded is a CheckpointError.
+    """
+    path, recorded = _resolve(checkpoint_or_run, store)
+    ckpt = load_checkpoint(path)
+    sha = file_sha256(path)
+    if recorded is not None and recorded != sha:
+        raise CheckpointError(f"{path}: file changed since the run recorded it (sha256 mismatch)")
+    try:
+        model_cfg = from_dict(PriceModelConfig, ckpt["configs"]["model"])
+        data_cfg = from_dict(DataConfig, ckpt["configs"].get("data"))
+        scale = np.asarray(ckpt["extra"]["target_scale"], dtype=np.float64)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a price-network checkpoint (missing {exc})") from None
+    model = PriceNetwork(model_cfg)
+    load_model_state(model, ckpt["model"], path)
+    device = torch.device(device)
+    return LoadedPriceModel(model=model.to(device).eval(), model_cfg=model_cfg, data_cfg=data_cfg,
+                            target_scale=scale, sha256=sha, path=path, configs=ckpt["configs"],
+                            device=device)
+
+
+def _windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> WindowSet:
+    if isinstance(bars, WindowSet):
+        return bars
+    return build_windows(bars, loaded.model_cfg.window, loaded.model_cfg.horizon)
+
+
+@torch.no_grad()
+def forecast_many(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
+                  ends: np.ndarray) -> np.ndarray:
+    """[n, horizon] predicted closes for windows ending at day indices `ends`, in batches."""
+    ws = _windows(loaded, bars)
+    ends = np.asarray(ends, dtype=np.int64)
+    mask = torch.from_numpy(np.asarray(ws.mask, dtype=np.float32)).to(loaded.device)
+    scale = torch.from_numpy(loaded.target_scale).to(loaded.device)
+    chunks = []
+    for i in range(0, len(ends), BATCH):
+        x = torch.from_numpy(ws.inputs(ends[i:i + BATCH])).to(loaded.device)
+        out = loaded.model(x, mask.expand(len(x), -1))
+        chunks.append((out.prices.double() * scale).cpu())
+    targets = torch.cat(chunks).numpy() if chunks else np.empty((0, loaded.model_cfg.horizon))
+    return targets_to_prices(targets, ws.close[ends])
+
+
+def next_business_days(asof: pd.Timestamp, n: int) -> list[str]:
+    return [d.strftime("%Y-%m-%d") for d in pd.bdate_range(asof + pd.offsets.Day(1), periods=n)]
+
+
+def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) -> Forecast:
+    """The next closes after `asof` (default: the latest bar); asof falls back to the last trading
+    day on or before it. The bars should be imported as in training (see loaded.data_cfg.adjust)."""
+    ws = _windows(loaded, bars)
+    day = len(ws.dates) - 1
+    if asof is not None:
+        day = int(ws.dates.searchsorted(pd.Timestamp(asof), side="right")) - 1
+    first = ws.window - 1
+    if day < first:
+        raise ValueError(f"{ws.instrument}: no forecast for {asof}: the first date with "
+                         f"{ws.window} days of history is {ws.dates[first]:%Y-%m-%d}")
+    prices = forecast_many(loaded, ws, np.array([day]))[0]
+    return Forecast(asof=f"{ws.dates[day]:%Y-%m-%d}",
+                    dates=next_business_days(ws.dates[day], len(prices)),
+                    prices=[float(p) for p in prices])
+
+
+__all__ = ["LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many",
+           "next_business_days"]

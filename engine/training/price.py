@@ -1,0 +1,193 @@
+"""Stage 1 job: train the price network on pooled instruments and record it in the run history.
+
+Targets are log(close_{e+h} / close_e) divided by their per-horizon std on the TRAIN split only
+(the scale travels in every checkpoint); windows are gathered per batch, never all materialised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, to_dict
+from engine.data import PooledWindows, Split, build_windows, load_bars
+from engine.losses import price_loss
+from engine.models import build_price_model
+from engine.store import RunStore
+from engine.training.events import CancelToken, Event
+from engine.training.trainer import TrainStage, fit, seed_everything, select_device
+
+EVAL_BATCH = 256
+RUNTIME_FIELDS = ("device", "num_threads", "compile")  # may change on resume: same numbers
+
+
+@dataclass
+class PriceData:
+    """Windows of every instrument, their split, and the train-only target scale."""
+
+    pooled: PooledWindows
+    split: Split  # (set index, end day) pairs
+    target_scale: np.ndarray  # [horizon] std of train targets
+    sources: list[str]
+    fingerprints: list[str]
+
+
+def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
+    """Load, window and split each source (embargo = horizon); DataImportError on bad input."""
+    if not data:
+        raise ValueError("no data: give at least one sample name or file")
+    tables = [load_bars(src, adjust=cfg.adjust) for src in data]
+    tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
+    pooled = PooledWindows([build_windows(t, cfg.window, cfg.horizon) for t in tables])
+    split = pooled.split(cfg.val_fraction, cfg.test_fraction, embargo=cfg.horizon)
+    if not len(split.val):
+        raise ValueError(f"val_fraction={cfg.val_fraction} leaves no validation windows")
+    scale = np.nanstd(pooled.targets(split.train), axis=0)
+    return PriceData(pooled, split, np.maximum(scale, 1e-6), list(data),
+                     [t.fingerprint for t in tables])
+
+
+def window_closes(pooled: PooledWindows, items: np.ndarray) -> np.ndarray:
+    """close_e of each (set, end) item: the price the targets are relative to."""
+    out = np.empty(len(items))
+    for k, ws in enumerate(pooled.sets):  # a few instruments, each gathered vectorised
+        rows = items[:, 0] == k
+        out[rows] = ws.close[items[rows, 1]]
+    return out
+
+
+def price_metrics(pred: np.ndarray, true: np.ndarray, close: np.ndarray) -> dict[str, float]:
+    """MAE in price units, 1-day direction accuracy, and skill vs "tomorrow = today" per horizon.
+
+    pred, true: [n, horizon] log returns from close_e; close: [n].
+    """
+    pred_p, true_p = close[:, None] * np.exp(pred), close[:, None] * np.exp(true)
+    mae_h = np.abs(pred_p - true_p).mean(axis=0)
+    naive_h = np.abs(close[:, None] - true_p).mean(axis=0)
+    moved = true_p[:, 0] != close  # a flat day (suspension) has no direction to get right
+    hits = np.sign(pred_p[moved, 0] - close[moved]) == np.sign(true_p[moved, 0] - close[moved])
+    metrics = {"mae": float(mae_h.mean()), "mae_naive": float(naive_h.mean()),
+               "direction_accuracy": float(hits.mean()) if hits.size else float("nan")}
+    skill = 1.0 - mae_h / np.maximum(naive_h, 1e-12)
+    metrics.update({f"skill_h{h + 1}": float(s) for h, s in enumerate(skill)})
+    return metrics
+
+
+def to_device(array: np.ndarray, device: torch.device) -> Tensor:
+    """Host array to the device; pinned on CUDA so the copy does not stall the step."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+class PriceStage(TrainStage):
+    kind = "price"
+
+    def __init__(self, prepared: PriceData, loss_kind: str) -> None:
+        self.data, self.loss_kind = prepared, loss_kind
+        self.scale = prepared.target_scale.astype(np.float32)
+        val = prepared.split.val
+        self.val_targets = prepared.pooled.targets(val)
+        self.val_close = window_closes(prepared.pooled, val)
+
+    def train_size(self) -> int:
+        return len(self.data.split.train)
+
+    def tensors(self, items: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+        pooled = self.data.pooled
+        return to_device(pooled.inputs(items), device), to_device(pooled.masks(items), device)
+
+    def batch(self, positions: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        items = self.data.split.train[positions]
+        y = (self.data.pooled.targets(items) / self.scale).astype(np.float32)
+        return *self.tensors(items, device), to_device(y, device)
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        x, mask, y = batch
+        out = model(x, mask)
+        main = price_loss(out.prices.float(), y, self.loss_kind)
+        return main + out.aux_loss, {"price_loss": main.detach(), "aux_loss": out.aux_loss.detach()}
+
+    def predict(self, model: nn.Module, items: np.ndarray, device: torch.device) -> np.ndarray:
+        """Scale-free predictions [n, horizon] in batches."""
+        chunks = [model(*self.tensors(items[i:i + EVAL_BATCH], device)).prices.float().cpu()
+                  for i in range(0, len(items), EVAL_BATCH)]
+        return torch.cat(chunks).numpy().astype(np.float64)
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
+        pred = self.predict(model, self.data.split.val, device)
+        val_loss = price_loss(torch.from_numpy(pred), torch.from_numpy(self.val_targets / self.scale),
+                              self.loss_kind)
+        return float(val_loss), price_metrics(pred * self.scale, self.val_targets, self.val_close)
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"target_scale": [float(s) for s in self.data.target_scale],
+                "sources": self.data.sources, "fingerprints": self.data.fingerprints}
+
+
+def _recorded(record: dict, train_cfg: TrainConfig) -> tuple[list[str], PriceModelConfig,
+                                                               DataConfig, TrainConfig]:
+    """The configs a run was started with; only runtime placement may change on resume."""
+    cfg = record["config"]
+    recorded = from_dict(TrainConfig, cfg["train"])
+    runtime = {f.name: getattr(train_cfg, f.name) for f in fields(TrainConfig)
+               if f.name in RUNTIME_FIELDS}
+    return (list(cfg["sources"]), from_dict(PriceModelConfig, cfg["model"]),
+            from_dict(DataConfig, cfg["data"]), replace(recorded, **runtime))
+
+
+def _resume_point(store: RunStore, run_id: str) -> Path | None:
+    last = store.checkpoint(run_id, best=False)
+    if last and Path(last["path"]).is_file():
+        return Path(last["path"])
+    store.truncate_metrics(run_id, 0)  # died before its first checkpoint: start over, same id
+    return None
+
+
+def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataConfig,
+                train_cfg: TrainConfig, store: RunStore, runs_dir: Path | None = None,
+                resume: str | None = None, cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Train stage 1. Bad input raises (DataImportError / ValueError) before a run is recorded;
+    after that every outcome is the final Finished event. resume: a price run id to continue
+    from its last checkpoint with the configs it was started with."""
+    record = store.get_run(resume) if resume else None
+    if resume:
+        if record is None or record["kind"] != "price":
+            raise ValueError(f"no price run {resume!r} in {store.path}")
+        data, model_cfg, data_cfg, train_cfg = _recorded(record, train_cfg)
+    if (model_cfg.window, model_cfg.horizon) != (data_cfg.window, data_cfg.horizon):
+        raise ValueError(f"model window/horizon {model_cfg.window}/{model_cfg.horizon} differ from "
+                         f"the data's {data_cfg.window}/{data_cfg.horizon}")
+    prepared = prepare_price_data(data, data_cfg)
+    fingerprint = ",".join(prepared.fingerprints)
+    if record is not None and record["fingerprint"] != fingerprint:
+        raise ValueError(f"run {resume}: the data changed since it started ({', '.join(data)}); "
+                         "start a new run instead")
+    device = select_device(train_cfg.device)
+    configs = {"model": to_dict(model_cfg), "data": to_dict(data_cfg), "train": to_dict(train_cfg)}
+    if resume:
+        run_id = resume
+        store.claim_run(run_id, device=str(device))
+    else:
+        run_id = store.create_run("price", dataset=", ".join(data), fingerprint=fingerprint,
+                                  config={**configs, "sources": list(data)}, seed=train_cfg.seed,
+                                  device=str(device))
+    start = _resume_point(store, run_id) if resume else None
+    folder = start.parent if start else Path(runs_dir or store.runs_dir) / run_id
+    seed_everything(train_cfg.seed)
+    model = build_price_model(model_cfg)
+    yield from fit(model, PriceStage(prepared, train_cfg.loss), train_cfg, store=store,
+                   run_id=run_id, checkpoint_dir=folder, cancel=cancel, configs=configs,
+                   resume_from=start)
+
+
+__all__ = ["train_price", "prepare_price_data", "price_metrics", "PriceStage", "PriceData",
+           "window_closes"]
