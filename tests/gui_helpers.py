@@ -1,0 +1,75 @@
+"""Shared GUI test fixtures: isolated QSettings, a themed main window, a wizard clicked through."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication, QWizard
+
+from engine.store import RunStore
+from workstation import theme
+from workstation.app import APPLICATION, ORGANIZATION
+from workstation.main_window import MainWindow
+from workstation.wizards.train_wizard import TrainWizard
+
+SMALL_DATASET = "goog"  # the shortest bundled series: fastest to window
+SHORT_PERIOD = ("2009-01-01", "2013-03-01")  # ~1,050 bars: enough windows for a split
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """QSettings written under the test's temp folder, never the user's."""
+    app = QApplication.instance() or QApplication([])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    return QSettings()
+
+
+@pytest.fixture
+def window(qtbot, settings, isolated_home):
+    """The real main window on a temp run history; any job is cancelled and joined afterwards."""
+    theme.apply(QApplication.instance())
+    win = MainWindow(RunStore(isolated_home / "runs.db"))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    if win.runner.is_running():
+        win.runner.cancel()
+        with qtbot.waitSignal(win.runner.finished, timeout=60_000):
+            pass
+
+
+def fill_train_wizard(win: MainWindow, max_steps: int = 10, d_model: int = 32) -> TrainWizard:
+    """Open the wizard and click through it with a very small price model on a short period."""
+    wizard = win.open_train_wizard()
+    data = wizard.data_page
+    data.set_checked([SMALL_DATASET])
+    data.start.setDate(data.start.date().fromString(SHORT_PERIOD[0], "yyyy-MM-dd"))
+    data.end.setDate(data.end.date().fromString(SHORT_PERIOD[1], "yyyy-MM-dd"))
+    wizard.next()
+    wizard.stage_page.buttons["price"].setChecked(True)
+    wizard.next()
+    model = wizard.model_page
+    model.preset.setCurrentText("tiny")
+    model.d_model.setValue(d_model)
+    model.n_layers.setValue(1)
+    model.n_heads.setValue(2)
+    model.kv_lora_rank.setValue(16)
+    wizard.next()
+    compute = wizard.compute_page
+    compute.device.setCurrentText("cpu")
+    compute.precision.setCurrentText("fp32")
+    compute.batch_size.setValue(16)
+    compute.epochs.setValue(1)
+    compute.max_steps.setValue(max_steps)
+    compute.threads.setValue(1)
+    wizard.next()
+    assert wizard.currentPage() is wizard.review_page, "a page refused its values"
+    return wizard
+
+
+def start_wizard(wizard: TrainWizard) -> None:
+    wizard.button(QWizard.WizardButton.FinishButton).click()

@@ -1,0 +1,148 @@
+"""Run an engine job (a generator of events) in a QThread and re-emit its events as GUI-thread signals.
+
+The worker only iterates the generator; every signal the rest of the GUI sees comes from JobRunner,
+which lives in the GUI thread, so slots run there and `qtbot.waitSignal` works on them. The worker
+quits its own thread when the generator ends, so waiting on the thread never needs the GUI event
+loop (the quit-from-a-queued-slot deadlock in docs/ENVIRONMENT).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable, Iterator
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from engine.training.events import (CancelToken, CheckpointEvent, EvalEvent, Event, Finished, Progress,
+                                    RunStarted, StepEvent)
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.1
+Job = Callable[[CancelToken], Iterator[Event]]
+
+
+class _Worker(QObject):
+    """Lives in the job thread: pulls events from the generator and hands them over."""
+
+    event = Signal(object)
+    crashed = Signal(str)
+
+    def __init__(self, job: Job, token: CancelToken) -> None:
+        super().__init__()
+        self._job, self._token = job, token
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            for event in self._job(self._token):
+                self.event.emit(event)
+        except Exception:  # a bug in a job must reach the user, not kill the thread silently
+            log.exception("job crashed")
+            self.crashed.emit(traceback.format_exc())
+        finally:
+            self.thread().quit()
+
+
+class JobRunner(QObject):
+    """Starts one job at a time; every engine event comes back as a GUI-thread signal.
+
+    `finished` fires exactly once per job, with the job's own Finished event or a synthetic
+    failed one if the generator raised; by then the thread has stopped.
+    """
+
+    started = Signal(object)  # RunStarted
+    stepped = Signal(object)  # StepEvent
+    evaluated = Signal(object)  # EvalEvent
+    checkpointed = Signal(object)  # CheckpointEvent
+    progressed = Signal(object)  # Progress
+    progress_changed = Signal(int, int, float)  # done, total, eta seconds (nan unknown)
+    finished = Signal(object)  # Finished, after the thread has stopped
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._thread: QThread | None = None
+        self._worker: _Worker | None = None
+        self._token = CancelToken()
+        self._final: Finished | None = None
+        self.name = ""
+        self._total = 0
+        self._clock: tuple[float, int] | None = None  # (time, step) of the first step seen
+        self._last_emit = 0.0
+
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def start(self, job: Job, name: str) -> None:
+        """Run job(cancel_token) in a new thread; one job at a time."""
+        if self.is_running():
+            raise RuntimeError(f"a job is already running: {self.name}")
+        self.name, self._final, self._total, self._clock = name, None, 0, None
+        self._token = CancelToken()
+        self._thread = QThread()
+        self._thread.setObjectName(f"job:{name}")
+        self._worker = _Worker(job, self._token)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.event.connect(self._on_event)
+        self._worker.crashed.connect(self._on_crash)
+        self._thread.finished.connect(self._on_thread_finished)
+        self.busy_changed.emit(True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next step; it records itself as cancelled."""
+        self._token.cancel()
+
+    def wait(self, timeout_ms: int = 30_000) -> bool:
+        """Block until the thread has stopped (app shutdown); True when it did."""
+        return self._thread is None or self._thread.wait(timeout_ms)
+
+    @Slot(object)
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._total, self._clock = event.total_steps, None
+            self.started.emit(event)
+        elif isinstance(event, StepEvent):
+            self._track(event.step)
+            self.stepped.emit(event)
+        elif isinstance(event, EvalEvent):
+            self.evaluated.emit(event)
+        elif isinstance(event, CheckpointEvent):
+            self.checkpointed.emit(event)
+        elif isinstance(event, Progress):
+            self._total = event.total
+            self._track(event.done)
+            self.progressed.emit(event)
+        elif isinstance(event, Finished):
+            self._final = event
+
+    def _track(self, done: int) -> None:
+        """Emit progress and ETA at most ~10 times a second: labels repaint, and repaints cost."""
+        now = time.monotonic()
+        if self._clock is None:
+            self._clock = (now, done)
+        elif now - self._last_emit < PROGRESS_INTERVAL_S and done < self._total:
+            return
+        self._last_emit = now
+        t0, d0 = self._clock
+        rate = (done - d0) / (now - t0) if now > t0 and done > d0 else 0.0
+        eta = (self._total - done) / rate if rate > 0 and self._total else float("nan")
+        self.progress_changed.emit(done, self._total, eta)
+
+    @Slot(str)
+    def _on_crash(self, details: str) -> None:
+        self._final = Finished(run_id="", status="failed", error=details)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        self._thread.wait()  # run() has returned; this only joins the OS thread
+        self._thread.deleteLater()
+        self._worker.deleteLater()
+        self._thread = self._worker = None
+        final = self._final or Finished(run_id="", status="failed", error="the job ended without a result")
+        self.busy_changed.emit(False)
+        self.finished.emit(final)

@@ -1,0 +1,580 @@
+"""The train wizard: data -> stage -> model -> compute -> review, ending in plain engine configs.
+
+Each page checks the values it holds (isComplete for what can be seen at a glance, validatePage for
+what needs work, e.g. building the model on the meta device), so a bad choice is caught where it was
+made. Every choice is remembered in QSettings for the next run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import QDate, QSettings, Qt
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDateEdit, QDoubleSpinBox, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QRadioButton,
+                               QSpinBox, QVBoxLayout, QWidget, QWizard, QWizardPage)
+
+from engine.config import (PRESETS, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig,
+                           TrainConfig, override)
+from engine.data.io import BarTable, DataImportError
+from engine.store import RunStore
+from engine.training.events import CancelToken, Event, Finished
+from workstation.charts import date_plot, fast_curve
+from workstation.theme import Palette
+
+SETTINGS_GROUP = "wizard/train"
+STAGES = {"price": "Price network (stage 1)", "strategy": "Strategy network (stage 2, needs a price run)",
+          "both": "Both in sequence (price, then strategy on it)"}
+MIN_BARS_BEYOND_WINDOW = 100  # a dataset needs the window plus this many bars to yield useful splits
+
+
+@dataclass
+class TrainRequest:
+    """Everything the wizard decided, as engine configs."""
+
+    datasets: list[str]
+    stage: str  # "price" | "strategy" | "both"
+    price_run: str | None
+    data: DataConfig
+    price_model: PriceModelConfig
+    strategy_model: StrategyModelConfig
+    strategy_loss: StrategyLossConfig
+    train: TrainConfig
+
+    def job(self, store: RunStore) -> Callable[[CancelToken], Iterator[Event]]:
+        """The generator the JobRunner runs: one stage, or price then strategy on the new price run."""
+
+        def run(cancel: CancelToken) -> Iterator[Event]:
+            price_run = self.price_run
+            if self.stage in ("price", "both"):
+                from engine.training.price import train_price
+                final = yield from _forward(train_price(
+                    self.datasets, model_cfg=self.price_model, data_cfg=self.data, train_cfg=self.train,
+                    store=store, cancel=cancel))
+                if final is None or final.status != "finished" or self.stage == "price":
+                    return
+                price_run = final.run_id
+            from engine.training.strategy import train_strategy
+            yield from _forward(train_strategy(
+                price_run, self.datasets, model_cfg=self.strategy_model, loss_cfg=self.strategy_loss,
+                data_cfg=self.data, train_cfg=self.train, store=store, cancel=cancel))
+
+        return run
+
+
+def _forward(events: Iterator[Event]):
+    """Re-yield a job's events and return its Finished event."""
+    final = None
+    for event in events:
+        if isinstance(event, Finished):
+            final = event
+        yield event
+    return final
+
+
+def default_threads() -> int:
+    """Leave one core to the UI thread, so the window stays responsive while training."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _error_label() -> QLabel:
+    label = QLabel()
+    label.setProperty("role", "error")
+    label.setWordWrap(True)
+    return label
+
+
+def _spin(lo: int, hi: int, value: int, tip: str, step: int = 1) -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setToolTip(tip)
+    return box
+
+
+def _dspin(lo: float, hi: float, value: float, tip: str, decimals: int = 2, step: float = 0.01) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setToolTip(tip)
+    return box
+
+
+def _combo(items: list[str], tip: str) -> QComboBox:
+    box = QComboBox()
+    box.addItems(items)
+    box.setToolTip(tip)
+    return box
+
+
+class DataPage(QWizardPage):
+    """Datasets, date range and the chronological split, previewed on a small chart."""
+
+    def __init__(self, sources: list[tuple[str, str]], bars: Callable[[str], BarTable], palette: Palette) -> None:
+        super().__init__()
+        self.setTitle("Data")
+        self.setSubTitle("Choose the instruments to train on, the period, and how much to hold out.")
+        self._bars = bars
+        self.datasets = QListWidget()
+        self.datasets.setToolTip("Several instruments are pooled into one training set")
+        for label, source in sources:
+            item = QListWidgetItem(label)
+            item.setData(Qt.ItemDataRole.UserRole, source)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked)
+            self.datasets.addItem(item)
+        self.start, self.end = QDateEdit(), QDateEdit()
+        for edit in (self.start, self.end):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+        self.start.setToolTip("First bar used (inclusive)")
+        self.end.setToolTip("Last bar used (inclusive)")
+        self.val_fraction = _dspin(0.0, 0.5, 0.15, "Share of the most recent windows (before test) for "
+                                   "validation: early stopping and the best checkpoint use it")
+        self.test_fraction = _dspin(0.0, 0.5, 0.15, "Share of the most recent windows kept for testing")
+        self.error = _error_label()
+        plot = date_plot(pd.DatetimeIndex([]))
+        plot.setMouseEnabled(x=True, y=False)
+        self.preview = pg.PlotWidget(plotItem=plot)
+        self.preview.setMinimumHeight(160)
+        self.curve = fast_curve(plot, palette.accent)
+        self.val_region = pg.LinearRegionItem(brush=pg.mkBrush(palette.series[1] + "40"), movable=False)
+        self.test_region = pg.LinearRegionItem(brush=pg.mkBrush(palette.down + "40"), movable=False)
+        for region in (self.val_region, self.test_region):
+            plot.addItem(region)
+        self._layout()
+        self.datasets.itemChanged.connect(self._on_datasets)
+        for widget in (self.start, self.end):
+            widget.dateChanged.connect(self._update_preview)
+        for widget in (self.val_fraction, self.test_fraction):
+            widget.valueChanged.connect(self._update_preview)
+
+    def _layout(self) -> None:
+        form = QFormLayout()
+        dates = QHBoxLayout()
+        dates.addWidget(self.start)
+        dates.addWidget(QLabel("to"))
+        dates.addWidget(self.end)
+        form.addRow("Period", dates)
+        form.addRow("Validation fraction", self.val_fraction)
+        form.addRow("Test fraction", self.test_fraction)
+        top = QHBoxLayout()
+        top.addWidget(self.datasets, 1)
+        top.addLayout(form, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(QLabel("Preview of the first dataset: validation (amber) and test (shaded) "
+                                "parts, approximately"))
+        layout.addWidget(self.preview, 1)
+        layout.addWidget(self.error)
+
+    def checked(self) -> list[str]:
+        items = (self.datasets.item(i) for i in range(self.datasets.count()))
+        return [i.data(Qt.ItemDataRole.UserRole) for i in items if i.checkState() == Qt.CheckState.Checked]
+
+    def set_checked(self, sources: list[str]) -> None:
+        for i in range(self.datasets.count()):
+            item = self.datasets.item(i)
+            state = Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in sources else Qt.CheckState.Unchecked
+            item.setCheckState(state)
+
+    def isComplete(self) -> bool:  # noqa: N802 (Qt naming)
+        return bool(self.checked())
+
+    def _tables(self) -> list[BarTable]:
+        return [self._bars(source) for source in self.checked()]
+
+    def _on_datasets(self) -> None:
+        self.completeChanged.emit()
+        try:
+            tables = self._tables()
+        except DataImportError as error:
+            self.error.setText(str(error))
+            return
+        if tables:
+            first = min(t.frame.index[0] for t in tables)
+            last = max(t.frame.index[-1] for t in tables)
+            for edit in (self.start, self.end):
+                edit.setDateRange(QDate(first.year, first.month, first.day), QDate(last.year, last.month, last.day))
+            self.start.setDate(QDate(first.year, first.month, first.day))
+            self.end.setDate(QDate(last.year, last.month, last.day))
+        self._update_preview()
+
+    def period(self) -> tuple[str, str]:
+        return self.start.date().toString("yyyy-MM-dd"), self.end.date().toString("yyyy-MM-dd")
+
+    def _update_preview(self) -> None:
+        sources = self.checked()
+        if not sources:
+            return
+        frame = self._bars(sources[0]).frame
+        start, end = self.period()
+        frame = frame.loc[start:end]
+        self.preview.getPlotItem().getAxis("bottom").set_dates(frame.index)
+        self.curve.setData(np.arange(len(frame), dtype=float), frame["close"].to_numpy(float))
+        n = len(frame)
+        test_at = n * (1 - self.test_fraction.value())
+        val_at = test_at - n * self.val_fraction.value()
+        self.val_region.setRegion((val_at, test_at))
+        self.test_region.setRegion((test_at, n))
+        self.preview.getPlotItem().enableAutoRange()
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+        start, end = self.period()
+        problems = []
+        if start >= end:
+            problems.append("The period must start before it ends.")
+        if self.val_fraction.value() + self.test_fraction.value() > 0.6:
+            problems.append("Validation and test together may hold at most 60 % of the windows.")
+        if self.val_fraction.value() <= 0:
+            problems.append("A validation fraction above 0 is needed for early stopping and the best checkpoint.")
+        need = DataConfig().window + DataConfig().horizon + MIN_BARS_BEYOND_WINDOW
+        for source in self.checked():
+            rows = len(self._bars(source).frame.loc[start:end])
+            if rows < need:
+                problems.append(f"{source}: {rows} bars in the period, at least {need} needed "
+                                f"(a {DataConfig().window}-day window plus room to split).")
+        self.error.setText("\n".join(problems))
+        return not problems
+
+
+class StagePage(QWizardPage):
+    """Which network to train; stage 2 needs a finished price run from the history."""
+
+    def __init__(self, store: RunStore) -> None:
+        super().__init__()
+        self.setTitle("Stage")
+        self.setSubTitle("The strategy network reads the features of a trained price network.")
+        self._store = store
+        self.group = QButtonGroup(self)
+        layout = QVBoxLayout(self)
+        self.buttons: dict[str, QRadioButton] = {}
+        for key, text in STAGES.items():
+            button = QRadioButton(text)
+            self.group.addButton(button)
+            self.buttons[key] = button
+            layout.addWidget(button)
+            button.toggled.connect(self._on_stage)
+        self.price_run = _combo([], "A finished price run whose checkpoint feeds the strategy network")
+        self.run_row = QWidget()
+        row = QFormLayout(self.run_row)
+        row.addRow("Price run", self.price_run)
+        layout.addWidget(self.run_row)
+        self.error = _error_label()
+        layout.addWidget(self.error)
+        layout.addStretch(1)
+        self.buttons["price"].setChecked(True)
+
+    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+        self.price_run.clear()
+        for run in self._store.list_runs(kind="price", status="finished"):
+            label = " · ".join(str(run.get(k)) for k in ("run_id", "dataset", "started") if run.get(k))
+            self.price_run.addItem(label, run["run_id"])
+        self._on_stage()
+
+    def stage(self) -> str:
+        return next(key for key, button in self.buttons.items() if button.isChecked())
+
+    def _on_stage(self) -> None:
+        needs_run = self.stage() == "strategy"
+        self.run_row.setVisible(needs_run)
+        self.error.setText("No finished price run yet: train the price network first, or choose 'both'."
+                           if needs_run and self.price_run.count() == 0 else "")
+        self.completeChanged.emit()
+
+    def isComplete(self) -> bool:  # noqa: N802 (Qt naming)
+        return self.stage() != "strategy" or self.price_run.count() > 0
+
+
+class ModelPage(QWizardPage):
+    """Preset plus the hyper-parameters that matter most; checked by building the model (meta device)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Model")
+        self.setSubTitle("Start from a preset; the fields below override it.")
+        self.preset = _combo(list(PRESETS), "Sizes of about 2.5M / 10M / 40M / 160M parameters")
+        self.d_model = _spin(8, 4096, 256, "Width of every token representation", step=8)
+        self.n_layers = _spin(1, 64, 4, "Number of Transformer blocks")
+        self.n_heads = _spin(1, 64, 4, "Attention heads")
+        self.kv_lora_rank = _spin(4, 2048, 64, "MLA: size of the compressed key/value latent (smaller = "
+                                  "less memory; DeepSeek uses ~1/4 of the model width)", step=4)
+        self.dropout = _dspin(0.0, 0.9, 0.1, "Dropout rate (0.1 is a good start; more for small datasets)")
+        self.attention = _combo(["mla", "mha"], "MLA: multi-head latent attention (compressed K/V, "
+                                "decoupled RoPE); MHA: standard multi-head attention")
+        self.ffn = _combo(["swiglu", "geglu", "moe"], "Feed-forward: SwiGLU, GeGLU, or a mixture of "
+                          "SwiGLU experts with a load-balancing loss")
+        self.loss = _combo(["huber", "mse", "mae"], "Price loss: Huber is robust to the occasional crash day")
+        self.cell = _combo(["gru", "lstm"], "Recurrent cell of the strategy network")
+        self.state_dim = _spin(8, 1024, 64, "Hidden state size of the strategy network", step=8)
+        self.error = _error_label()
+        self.strategy_box = QGroupBox("Strategy network")
+        strategy = QFormLayout(self.strategy_box)
+        strategy.addRow("Cell", self.cell)
+        strategy.addRow("State size", self.state_dim)
+        form = QFormLayout()
+        for label, widget in (("Preset", self.preset), ("d_model", self.d_model), ("Layers", self.n_layers),
+                              ("Heads", self.n_heads), ("KV latent rank", self.kv_lora_rank),
+                              ("Dropout", self.dropout), ("Attention", self.attention),
+                              ("Feed-forward", self.ffn), ("Loss", self.loss)):
+            form.addRow(label, widget)
+        price_box = QGroupBox("Price network")
+        price_box.setLayout(form)
+        layout = QHBoxLayout(self)
+        layout.addWidget(price_box, 1)
+        column = QVBoxLayout()
+        column.addWidget(self.strategy_box)
+        column.addStretch(1)
+        column.addWidget(self.error)
+        layout.addLayout(column, 1)
+        self.preset.currentTextChanged.connect(self.apply_preset)
+
+    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+        self.strategy_box.setVisible(self.wizard().stage_page.stage() != "price")
+
+    def apply_preset(self, name: str) -> None:
+        cfg = PRESETS[name]
+        for field in ("d_model", "n_layers", "n_heads", "kv_lora_rank"):
+            getattr(self, field).setValue(getattr(cfg, field))
+        self.dropout.setValue(cfg.dropout)
+        self.attention.setCurrentText(cfg.attention)
+        self.ffn.setCurrentText(cfg.ffn)
+
+    def price_config(self) -> PriceModelConfig:
+        base = PRESETS[self.preset.currentText()]
+        d_model = self.d_model.value()
+        # The FFN keeps the preset's width ratio so a narrower model stays proportioned.
+        ffn_hidden = max(8, int(round(base.ffn_hidden * d_model / base.d_model / 8)) * 8)
+        return override(base, d_model=d_model, n_layers=self.n_layers.value(), n_heads=self.n_heads.value(),
+                        kv_lora_rank=self.kv_lora_rank.value(), dropout=self.dropout.value(),
+                        attention=self.attention.currentText(), ffn=self.ffn.currentText(),
+                        ffn_hidden=ffn_hidden)
+
+    def strategy_config(self) -> StrategyModelConfig:
+        return StrategyModelConfig(cell=self.cell.currentText(), state_dim=self.state_dim.value(),
+                                   dropout=self.dropout.value())
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+        try:
+            parameter_count(self.price_config())
+        except Exception as error:  # the model's own message says which value is wrong
+            self.error.setText(f"This model cannot be built: {error}")
+            return False
+        self.error.setText("")
+        return True
+
+
+def parameter_count(cfg: PriceModelConfig) -> int:
+    """Build the model on the meta device: exact count, no memory, no time."""
+    from engine.models.price import build_price_model
+    with torch.device("meta"):
+        return build_price_model(cfg).num_parameters()
+
+
+def estimated_memory_gb(params: int, cfg: PriceModelConfig, batch: int, precision: str) -> float:
+    """Rough training footprint: fp32 weights, grads and AdamW moments, plus per-layer activations."""
+    act_bytes = 2 if precision in ("bf16", "fp16") else 4
+    states = params * 16
+    tokens = batch * cfg.window
+    activations = tokens * cfg.d_model * cfg.n_layers * act_bytes * 16
+    attention = batch * cfg.n_heads * cfg.window ** 2 * cfg.n_layers * act_bytes * 2
+    return (states + activations + attention) / 2**30
+
+
+def device_choices() -> list[str]:
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+class ComputePage(QWizardPage):
+    """Where and how long to train."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Compute")
+        self.setSubTitle("Training stops at the first of: epochs done, max steps, or early stopping.")
+        defaults = TrainConfig()
+        self.device = _combo(device_choices(), "auto: the first CUDA GPU if there is one, else the CPU")
+        self.precision = _combo(["auto", "fp32", "bf16", "fp16"], "auto: bf16 where the device supports it; "
+                                "fp16 needs CUDA (with loss scaling)")
+        self.batch_size = _spin(1, 4096, defaults.batch_size, "Windows per optimiser step (before accumulation)")
+        self.grad_accum = _spin(1, 256, defaults.grad_accum, "Batches accumulated per optimiser step "
+                                "(effective batch = batch size x accumulation)")
+        self.epochs = _spin(1, 1000, defaults.epochs, "Passes over the training windows")
+        self.max_steps = _spin(0, 10_000_000, 0, "Stop after this many optimiser steps (0: no limit)")
+        self.patience = _spin(0, 1000, defaults.patience, "Evaluations without validation improvement "
+                              "before stopping early (0: never stop early)")
+        self.lr = _dspin(1e-6, 1.0, defaults.lr, "Peak learning rate (after warm-up; cosine decay after)",
+                         decimals=6, step=1e-4)
+        self.seed = _spin(0, 2**31 - 1, defaults.seed, "Random seed: the same seed and data give the same run")
+        self.threads = _spin(1, os.cpu_count() or 1, default_threads(), "CPU threads for training; one core "
+                             "is left to the window by default so it stays responsive")
+        self.error = _error_label()
+        form = QFormLayout(self)
+        for label, widget in (("Device", self.device), ("Precision", self.precision),
+                              ("Batch size", self.batch_size), ("Accumulation", self.grad_accum),
+                              ("Epochs", self.epochs), ("Max steps", self.max_steps),
+                              ("Early-stopping patience", self.patience), ("Learning rate", self.lr),
+                              ("Seed", self.seed), ("CPU threads", self.threads)):
+            form.addRow(label, widget)
+        form.addRow(self.error)
+
+    def config(self, loss: str) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs.value(), max_steps=self.max_steps.value() or None,
+                           batch_size=self.batch_size.value(), grad_accum=self.grad_accum.value(),
+                           lr=self.lr.value(), precision=self.precision.currentText(),
+                           device=self.device.currentText(), seed=self.seed.value(),
+                           patience=self.patience.value(), loss=loss,
+                           num_threads=self.threads.value())
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+        device, precision = self.device.currentText(), self.precision.currentText()
+        problem = ""
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            problem = "CUDA was chosen but no CUDA GPU is available to this PyTorch build."
+        elif precision == "fp16" and not device.startswith("cuda"):
+            problem = "fp16 training needs a CUDA GPU; use bf16 or fp32 on this device."
+        self.error.setText(problem)
+        return not problem
+
+
+class ReviewPage(QWizardPage):
+    """Summary, parameter count and memory estimate before anything starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Review")
+        self.setSubTitle("Start trains in the background; the Training panel shows it live.")
+        self.summary = QLabel()
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary)
+        layout.addStretch(1)
+
+    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+        request = self.wizard().request()
+        cfg, train = request.price_model, request.train
+        params = parameter_count(cfg)
+        memory = estimated_memory_gb(params, cfg, train.batch_size, train.precision)
+        rows = [("Datasets", ", ".join(request.datasets)),
+                ("Period", f"{request.data.start} → {request.data.end}"),
+                ("Split", f"validation {request.data.val_fraction:.0%}, test {request.data.test_fraction:.0%}"),
+                ("Stage", STAGES[request.stage] + (f" ({request.price_run})" if request.stage == "strategy" else "")),
+                ("Price network", f"{cfg.attention.upper()}, {cfg.ffn}, d_model {cfg.d_model}, {cfg.n_layers} "
+                                  f"layer(s), {cfg.n_heads} head(s), KV rank {cfg.kv_lora_rank}, loss {train.loss}"),
+                ("Parameters", f"{params:,} (price network)"),
+                ("Memory (rough)", f"{memory:.2f} GB at batch {train.batch_size}, {train.precision}"),
+                ("Compute", f"{train.device}, {train.precision}, {train.num_threads} CPU thread(s)"),
+                ("Schedule", f"{train.epochs} epoch(s), max steps {train.max_steps or 'none'}, batch "
+                             f"{train.batch_size} x {train.grad_accum}, lr {train.lr:g}, seed {train.seed}")]
+        self.parameters = params
+        self.summary.setText("<table cellspacing=6>" + "".join(
+            f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + "</table>")
+
+
+class TrainWizard(QWizard):
+    """Collects a TrainRequest; `request()` is valid once the wizard is accepted."""
+
+    def __init__(self, sources: list[tuple[str, str]], bars: Callable[[str], BarTable], store: RunStore,
+                 palette: Palette, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Train a model")
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Start training")
+        self.resize(860, 600)
+        self.data_page = DataPage(sources, bars, palette)
+        self.stage_page = StagePage(store)
+        self.model_page = ModelPage()
+        self.compute_page = ComputePage()
+        self.review_page = ReviewPage()
+        for page in (self.data_page, self.stage_page, self.model_page, self.compute_page, self.review_page):
+            self.addPage(page)
+        self._restore()
+        self.accepted.connect(self._remember)
+
+    def request(self) -> TrainRequest:
+        data, model, compute = self.data_page, self.model_page, self.compute_page
+        start, end = data.period()
+        stage = self.stage_page.stage()
+        return TrainRequest(
+            datasets=data.checked(), stage=stage,
+            price_run=self.stage_page.price_run.currentData() if stage == "strategy" else None,
+            data=DataConfig(val_fraction=data.val_fraction.value(), test_fraction=data.test_fraction.value(),
+                            start=start, end=end),
+            price_model=model.price_config(), strategy_model=model.strategy_config(),
+            strategy_loss=StrategyLossConfig(), train=compute.config(model.loss.currentText()))
+
+    def _fields(self) -> dict[str, QWidget]:
+        """Every remembered input, by settings key."""
+        m, c, d = self.model_page, self.compute_page, self.data_page
+        names = {"preset": m.preset, "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
+                 "kv_lora_rank": m.kv_lora_rank, "dropout": m.dropout, "attention": m.attention, "ffn": m.ffn,
+                 "loss": m.loss, "cell": m.cell, "state_dim": m.state_dim, "device": c.device,
+                 "precision": c.precision, "batch_size": c.batch_size, "grad_accum": c.grad_accum,
+                 "epochs": c.epochs, "max_steps": c.max_steps, "patience": c.patience, "lr": c.lr,
+                 "seed": c.seed, "threads": c.threads, "val_fraction": d.val_fraction,
+                 "test_fraction": d.test_fraction}
+        names.update({f"stage_{k}": b for k, b in self.stage_page.buttons.items()})
+        return names
+
+    def _restore(self) -> None:
+        settings = QSettings()
+        settings.beginGroup(SETTINGS_GROUP)
+        if not settings.contains("preset"):
+            self.model_page.apply_preset(self.model_page.preset.currentText())
+        for key, widget in self._fields().items():
+            if settings.contains(key):
+                _set_value(widget, settings.value(key))
+        remembered = settings.value("datasets", [])
+        settings.endGroup()
+        remembered = [remembered] if isinstance(remembered, str) else list(remembered or [])
+        available = [self.data_page.datasets.item(i).data(Qt.ItemDataRole.UserRole)
+                     for i in range(self.data_page.datasets.count())]
+        self.data_page.set_checked([s for s in remembered if s in available] or available[:1])
+
+    def _remember(self) -> None:
+        settings = QSettings()
+        settings.beginGroup(SETTINGS_GROUP)
+        for key, widget in self._fields().items():
+            settings.setValue(key, _value(widget))
+        settings.setValue("datasets", self.data_page.checked())
+        settings.endGroup()
+
+
+def _value(widget: QWidget):
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    if isinstance(widget, (QCheckBox, QRadioButton)):
+        return widget.isChecked()
+    return widget.value()
+
+
+def _set_value(widget: QWidget, value) -> None:
+    """Restore a remembered value; QSettings returns strings on some platforms, so convert."""
+    if isinstance(widget, QComboBox):
+        if widget.findText(str(value)) >= 0:
+            widget.blockSignals(True)  # a remembered preset must not overwrite remembered fields
+            widget.setCurrentText(str(value))
+            widget.blockSignals(False)
+    elif isinstance(widget, (QCheckBox, QRadioButton)):
+        widget.setChecked(value in (True, "true", "1", 1))
+    elif isinstance(widget, QDoubleSpinBox):
+        widget.setValue(float(value))
+    else:
+        widget.setValue(int(value))
