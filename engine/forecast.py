@@ -88,20 +88,31 @@ def _windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> WindowSet:
 
 
 @torch.no_grad()
-def forecast_many(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
-                  ends: np.ndarray) -> np.ndarray:
-    """[n, horizon] predicted closes for windows ending at day indices `ends`, in batches."""
-    ws = _windows(loaded, bars)
+def encode_windows(loaded: LoadedPriceModel, ws: WindowSet,
+                   ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strategy features [n, d_model] float32 and scaled forecasts [n, horizon] (network units)
+    for windows ending at day indices `ends`, in batches."""
     ends = np.asarray(ends, dtype=np.int64)
     mask = torch.from_numpy(np.asarray(ws.mask, dtype=np.float32)).to(loaded.device)
-    scale = torch.from_numpy(loaded.target_scale).to(loaded.device)
-    chunks = []
+    features, scaled = [], []
     for i in range(0, len(ends), BATCH):
         x = torch.from_numpy(ws.inputs(ends[i:i + BATCH])).to(loaded.device)
         out = loaded.model(x, mask.expand(len(x), -1))
-        chunks.append((out.prices.double() * scale).cpu())
-    targets = torch.cat(chunks).numpy() if chunks else np.empty((0, loaded.model_cfg.horizon))
-    return targets_to_prices(targets, ws.close[ends])
+        features.append(out.features.float().cpu())
+        scaled.append(out.prices.double().cpu())
+    if not features:
+        return (np.empty((0, loaded.model_cfg.d_model), np.float32),
+                np.empty((0, loaded.model_cfg.horizon)))
+    return torch.cat(features).numpy(), torch.cat(scaled).numpy()
+
+
+def forecast_many(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
+                  ends: np.ndarray) -> np.ndarray:
+    """[n, horizon] predicted closes for windows ending at day indices `ends`."""
+    ws = _windows(loaded, bars)
+    ends = np.asarray(ends, dtype=np.int64)
+    _, scaled = encode_windows(loaded, ws, ends)
+    return targets_to_prices(scaled * loaded.target_scale, ws.close[ends])
 
 
 def next_business_days(asof: pd.Timestamp, n: int) -> list[str]:
@@ -125,5 +136,5 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
                     prices=[float(p) for p in prices])
 
 
-__all__ = ["LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many",
+__all__ = ["LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many", "encode_windows",
            "next_business_days"]

@@ -100,7 +100,7 @@ def _sma_positions(close: pd.Series, fast: int, slow: int) -> pd.Series:
     return above.astype(np.int64) * 10
 
 
-def _forecast_positions(close: pd.Series, predicted: pd.DataFrame) -> pd.Series:
+def forecast_positions(close: pd.Series, predicted: pd.DataFrame) -> pd.Series:
     """clip(round(5 + FORECAST_GAIN * log(pred_1 / close) / trailing daily log vol), 0, 10).
 
     The volatility uses the last VOL_DAYS log returns up to t; days without a forecast or a
@@ -202,7 +202,7 @@ def _baseline_positions(close: pd.Series, days: pd.DatetimeIndex, cfg: BacktestC
         "sma_crossover": _sma_positions(close, cfg.sma_fast, cfg.sma_slow).reindex(days).to_numpy(),
     }
     if predicted is not None:
-        paths["follow_forecast"] = _forecast_positions(close, predicted).reindex(days).to_numpy()
+        paths["follow_forecast"] = forecast_positions(close, predicted).reindex(days).to_numpy()
     return paths
 
 
@@ -233,5 +233,5 @@ def walk_forward(
 
 __all__ = [
     "BacktestResult", "run_backtest", "backtest_equity", "apply_ashare_rules", "walk_forward",
-    "FORECAST_GAIN",
+    "FORECAST_GAIN", "forecast_positions",
 ]

@@ -1,4 +1,4 @@
-"""`python -m engine`: the headless door to the engine, for servers, scripts and CI.
+"""The CLI's machinery: parser, command registry, exit codes, JSON output, progress bar.
 
 Conventions (docs: ../shared/design/CLI.md): global `--db PATH` and `--json` before or after the
 command; exit 0 success, 2 bad input (one paragraph on stderr, no traceback), 130 Ctrl+C, 1 a bug.
@@ -19,14 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.config import HORIZON, WINDOW
-from engine.data import DataImportError, list_samples, load_bars
+from engine.data import DataImportError
+from engine.training.checkpoint import CheckpointError
 
 EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
     """Bad arguments or options (exit 2); the message names the option and the reason."""
+
+
+class BadInput(Exception):
+    """Input that names something that does not exist or does not fit (exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
 class Output:
     data: dict[str, Any]  # printed as one JSON object with --json
     text: str  # printed otherwise
+    exit_code: int = 0  # e.g. 130 for a job that ended cancelled
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ def _global_options(parser: argparse.ArgumentParser, *, inherited: bool) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m engine", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m engine",
+                     description="the headless door to the engine, for servers, scripts and CI")
     _global_options(parser, inherited=False)
     shared = _Parser(add_help=False)
     _global_options(shared, inherited=True)
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         output = COMMANDS[args.command].run(args)
-    except (UsageError, DataImportError) as exc:
+    except (UsageError, DataImportError, CheckpointError, BadInput) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:  # piped into `head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
+    return output.exit_code
 
 
 def jsonable(value: Any) -> Any:
@@ -151,64 +157,3 @@ class ProgressBar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# ---------------------------------------------------------------- samples
-
-
-@command("samples", "list the bundled datasets")
-def run_samples(args: argparse.Namespace) -> Output:
-    rows = [{"name": s.name, "instrument": s.instrument, "market": s.market, "rows": s.rows,
-             "first": s.first, "last": s.last} for s in list_samples()]
-    text = "\n".join(f"{r['name']:<6} {r['rows']:>6} bars  {r['first']} .. {r['last']}  {r['instrument']}"
-                     for r in rows)
-    return Output({"samples": rows}, text)
-
-
-# ---------------------------------------------------------------- inspect
-
-
-def _configure_inspect(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="FILE_OR_SAMPLE", help="a bundled sample name or a file path")
-    parser.add_argument("--no-adjust", dest="adjust", action="store_false",
-                        help="keep OHLC as in the file (ignore Adj Close)")
-    parser.add_argument("--min-rows", type=int, default=WINDOW + HORIZON + 1, metavar="N",
-                        help="fewer bars is an error (default: one training window, %(default)s)")
-
-
-@command("inspect", "import and validate a file or sample; changes nothing", _configure_inspect)
-def run_inspect(args: argparse.Namespace) -> Output:
-    bars = load_bars(args.source, adjust=args.adjust, min_rows=args.min_rows)
-    frame = bars.frame
-    data = {
-        "source": bars.source, "instrument": bars.instrument, "market": bars.market,
-        "rows": len(frame), "first": f"{frame.index[0]:%Y-%m-%d}", "last": f"{frame.index[-1]:%Y-%m-%d}",
-        "columns": {"present": bars.present, "derived": bars.derived, "missing": bars.missing},
-        "adjusted": bars.adjusted,
-        "warnings": [{"row": w.row, "column": w.column, "message": w.message, "date": w.date}
-                     for w in bars.warnings],
-        "last_close": float(frame["close"].iloc[-1]), "fingerprint": bars.fingerprint,
-    }
-    return Output(data, _inspect_text(data))
-
-
-def _inspect_text(d: dict[str, Any]) -> str:
-    cols = d["columns"]
-    lines = [f"{d['source']}: {d['instrument']} (market {d['market']})",
-             f"{d['rows']} bars {d['first']} .. {d['last']}, last close {d['last_close']:g}",
-             "present: " + (", ".join(cols["present"]) or "-")]
-    if cols["derived"]:
-        lines.append("derived: " + ", ".join(cols["derived"]) + " (estimated as close x volume)")
-    lines.append("missing: " + (", ".join(cols["missing"]) or "-"))
-    if d["adjusted"]:
-        lines.append("prices adjusted by Adj Close / Close (volume inversely)")
-    lines.append(f"{len(d['warnings'])} warning(s)" + (":" if d["warnings"] else ""))
-    lines += [_warning_line(w) for w in d["warnings"]]
-    return "\n".join(lines)
-
-
-def _warning_line(w: dict[str, Any]) -> str:
-    where = "  line " + ("-" if w["row"] is None else str(w["row"]))
-    where += f" ({w['date']})" if w["date"] else ""
-    where += f" {w['column']}" if w["column"] else ""
-    return f"{where}: {w['message']}"

@@ -1,0 +1,71 @@
+"""Data commands: `samples` and `inspect`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from engine.cli.core import Output, command
+from engine.config import HORIZON, WINDOW
+from engine.data import list_samples, load_bars
+
+
+# ---------------------------------------------------------------- samples
+
+
+@command("samples", "list the bundled datasets")
+def run_samples(args: argparse.Namespace) -> Output:
+    rows = [{"name": s.name, "instrument": s.instrument, "market": s.market, "rows": s.rows,
+             "first": s.first, "last": s.last} for s in list_samples()]
+    text = "\n".join(f"{r['name']:<6} {r['rows']:>6} bars  {r['first']} .. {r['last']}  {r['instrument']}"
+                     for r in rows)
+    return Output({"samples": rows}, text)
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def _configure_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="FILE_OR_SAMPLE", help="a bundled sample name or a file path")
+    parser.add_argument("--no-adjust", dest="adjust", action="store_false",
+                        help="keep OHLC as in the file (ignore Adj Close)")
+    parser.add_argument("--min-rows", type=int, default=WINDOW + HORIZON + 1, metavar="N",
+                        help="fewer bars is an error (default: one training window, %(default)s)")
+
+
+@command("inspect", "import and validate a file or sample; changes nothing", _configure_inspect)
+def run_inspect(args: argparse.Namespace) -> Output:
+    bars = load_bars(args.source, adjust=args.adjust, min_rows=args.min_rows)
+    frame = bars.frame
+    data = {
+        "source": bars.source, "instrument": bars.instrument, "market": bars.market,
+        "rows": len(frame), "first": f"{frame.index[0]:%Y-%m-%d}", "last": f"{frame.index[-1]:%Y-%m-%d}",
+        "columns": {"present": bars.present, "derived": bars.derived, "missing": bars.missing},
+        "adjusted": bars.adjusted,
+        "warnings": [{"row": w.row, "column": w.column, "message": w.message, "date": w.date}
+                     for w in bars.warnings],
+        "last_close": float(frame["close"].iloc[-1]), "fingerprint": bars.fingerprint,
+    }
+    return Output(data, _inspect_text(data))
+
+
+def _inspect_text(d: dict[str, Any]) -> str:
+    cols = d["columns"]
+    lines = [f"{d['source']}: {d['instrument']} (market {d['market']})",
+             f"{d['rows']} bars {d['first']} .. {d['last']}, last close {d['last_close']:g}",
+             "present: " + (", ".join(cols["present"]) or "-")]
+    if cols["derived"]:
+        lines.append("derived: " + ", ".join(cols["derived"]) + " (estimated as close x volume)")
+    lines.append("missing: " + (", ".join(cols["missing"]) or "-"))
+    if d["adjusted"]:
+        lines.append("prices adjusted by Adj Close / Close (volume inversely)")
+    lines.append(f"{len(d['warnings'])} warning(s)" + (":" if d["warnings"] else ""))
+    lines += [_warning_line(w) for w in d["warnings"]]
+    return "\n".join(lines)
+
+
+def _warning_line(w: dict[str, Any]) -> str:
+    where = "  line " + ("-" if w["row"] is None else str(w["row"]))
+    where += f" ({w['date']})" if w["date"] else ""
+    where += f" {w['column']}" if w["column"] else ""
+    return f"{where}: {w['message']}"

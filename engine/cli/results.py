@@ -1,0 +1,122 @@
+"""Result commands: `forecast`, `backtest`, `export-signals`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.cli.core import BadInput, Output, command, open_store
+from engine.config import BacktestConfig
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", metavar="RUN", help="a run id from the history (its best checkpoint)")
+    which.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file (never executed)")
+    parser.add_argument("--data", required=True, metavar="D", help="bundled sample name or file path")
+
+
+# ---------------------------------------------------------------- forecast
+
+
+def _configure_forecast(parser: argparse.ArgumentParser) -> None:
+    _model_options(parser)
+    parser.add_argument("--date", metavar="YYYY-MM-DD", help="forecast as of this day (default: last bar)")
+
+
+@command("forecast", "the next 7 closes predicted by a price network", _configure_forecast)
+def run_forecast(args: argparse.Namespace) -> Output:
+    from engine.data import load_bars
+    from engine.forecast import forecast, load_price_model
+
+    store = open_store(args)
+    try:
+        loaded = load_price_model(args.checkpoint or args.run, store)
+        bars = load_bars(args.data, adjust=loaded.data_cfg.adjust)
+        result = forecast(loaded, bars, args.date)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    rows = "\n".join(f"  {d}  {p:,.4f}" for d, p in zip(result.dates, result.prices))
+    return Output({"asof": result.asof, "dates": result.dates, "prices": result.prices,
+                   "instrument": bars.instrument, "checkpoint_sha256": loaded.sha256},
+                  f"{bars.instrument}: forecast as of {result.asof}\n{rows}")
+
+
+# ---------------------------------------------------------------- backtest
+
+
+def _configure_backtest(parser: argparse.ArgumentParser) -> None:
+    _model_options(parser)
+    defaults = BacktestConfig()
+    parser.add_argument("--start", metavar="YYYY-MM-DD",
+                        help="first day (default: the held-out test period, or all of an unseen series)")
+    parser.add_argument("--end", metavar="YYYY-MM-DD")
+    parser.add_argument("--cost-bps", type=float, default=defaults.cost_bps,
+                        help="cost per unit of turnover, basis points (default %(default)s)")
+    parser.add_argument("--slippage-bps", type=float, default=defaults.slippage_bps)
+    parser.add_argument("--ashare-rules", action="store_true",
+                        help="no buying at a limit-up close, no selling at a limit-down close, T+1")
+    parser.add_argument("--risk-free", type=float, default=0.0, help="annual risk-free rate")
+
+
+def _metric_line(name: str, m: dict) -> str:
+    def pct(key: str) -> str:
+        v = m.get(key)
+        return "   n/a" if v is None else f"{v:6.1%}"
+
+    def num(key: str) -> str:
+        v = m.get(key)
+        return "  n/a" if v is None else f"{v:5.2f}"
+
+    return (f"  {name:<16} total {pct('total_return')}  CAGR {pct('cagr')}  Sharpe {num('sharpe')}  "
+            f"maxDD {pct('max_drawdown')}  exposure {pct('exposure')}")
+
+
+@command("backtest", "backtest a strategy (or follow-the-forecast) run with baselines",
+         _configure_backtest)
+def run_backtest_command(args: argparse.Namespace) -> Output:
+    from engine.backtest.job import backtest_job
+    from engine.cli.train import cancel_on_sigint, follow
+
+    cfg = BacktestConfig(cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
+                         ashare_rules=args.ashare_rules, start=args.start, end=args.end,
+                         risk_free=args.risk_free)
+    store = open_store(args)
+    with cancel_on_sigint() as token:
+        try:
+            finished = follow(backtest_job(args.checkpoint or args.run, args.data, cfg=cfg,
+                                           store=store, cancel=token), "backtest")
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    if finished.status != "finished":
+        return Output({"backtest_id": None, "status": finished.status}, finished.status, 130)
+    record = store.get_backtest(finished.run_id)
+    metrics = {k: v for k, v in record["metrics"].items() if k != "per_regime"}
+    data = {"backtest_id": finished.run_id, "run_id": record["run_id"], "dataset": record["dataset"],
+            "start": record["config"]["start"], "end": record["config"]["end"],
+            "metrics": metrics, "baselines": record["baselines"],
+            "per_regime": record["metrics"].get("per_regime", {})}
+    lines = [f"backtest {finished.run_id}: {record['dataset']} {data['start']} .. {data['end']}",
+             _metric_line("strategy", metrics)]
+    lines += [_metric_line(name, m) for name, m in record["baselines"].items()]
+    return Output(data, "\n".join(lines))
+
+
+# ---------------------------------------------------------------- export-signals
+
+
+def _configure_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backtest", required=True, metavar="ID")
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+
+
+@command("export-signals", "write a backtest's daily signals to CSV (atomically)", _configure_export)
+def run_export(args: argparse.Namespace) -> Output:
+    from engine.backtest.job import export_backtest_signals
+
+    store = open_store(args)
+    try:
+        path, rows = export_backtest_signals(store, args.backtest, args.out)
+    except (ValueError, OSError) as exc:
+        raise BadInput(str(exc)) from None
+    return Output({"path": str(path), "rows": rows}, f"wrote {rows} rows to {path}")

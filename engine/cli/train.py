@@ -1,0 +1,258 @@
+"""Model commands: `describe`, `train-price`, `train-strategy`, `runs`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from typing import Any
+
+import torch
+
+from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, open_store
+from engine.config import (
+    PRESETS, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig,
+    override,
+)
+from engine.training.events import CancelToken, Event, EvalEvent, Finished, RunStarted, StepEvent
+
+EXIT_FOR_STATUS = {"finished": 0, "cancelled": 130, "failed": 1}
+
+
+def parse_overrides(pairs: list[str], cfg: Any, option: str) -> Any:
+    """`--set name=value` pairs applied to a dataclass config, each value parsed as its field's type."""
+    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
+    changes = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or name not in types:
+            raise UsageError(f"{option} {pair!r}: expected NAME=VALUE with NAME one of "
+                             f"{', '.join(sorted(types))}")
+        kind = types[name]
+        try:
+            changes[name] = (raw.lower() in ("1", "true", "yes")) if kind is bool else kind(raw)
+        except ValueError:
+            raise UsageError(f"{option} {pair!r}: {raw!r} is not a valid {kind.__name__}") from None
+    return override(cfg, **changes)
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", action="append", required=True, metavar="D",
+                        help="bundled sample name or file path; repeat to pool instruments")
+    parser.add_argument("--start", help="first date used (YYYY-MM-DD)")
+    parser.add_argument("--end", help="last date used (YYYY-MM-DD)")
+    parser.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction)
+    parser.add_argument("--test-fraction", type=float, default=DataConfig.test_fraction)
+    parser.add_argument("--no-adjust", dest="adjust", action="store_false",
+                        help="keep OHLC as in the file (ignore Adj Close)")
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--grad-accum", type=int, default=defaults.grad_accum)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--patience", type=int, default=defaults.patience,
+                        help="evaluations without validation improvement before early stop")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--resume", metavar="RUN", help="continue this run from its last checkpoint")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a model config field, e.g. --set d_model=64")
+
+
+def _data_cfg(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                      start=args.start, end=args.end, adjust=args.adjust)
+
+
+def _train_cfg(args: argparse.Namespace, **extra: Any) -> TrainConfig:
+    for name in ("epochs", "batch_size", "grad_accum"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    return TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
+                       grad_accum=args.grad_accum, lr=args.lr, patience=args.patience,
+                       precision=args.precision, compile=args.compile, seed=args.seed,
+                       device=args.device, **extra)
+
+
+@contextmanager
+def cancel_on_sigint() -> Iterator[CancelToken]:
+    """First Ctrl+C asks the job to stop cleanly at the next step (run recorded as cancelled,
+    checkpoints intact); a second one interrupts at once."""
+    token = CancelToken()
+
+    def handler(signum, frame):  # noqa: ARG001
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no signal handling, the token still works
+        yield token
+        return
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def follow(events: Iterator[Event], label: str) -> Finished:
+    """Drive a training generator to its end, drawing a progress bar on a terminal."""
+    bar: ProgressBar | None = None
+    finished: Finished | None = None
+    last_val = ""
+    try:
+        for event in events:
+            if isinstance(event, RunStarted):
+                bar = ProgressBar(event.total_steps, f"{label} {event.run_id}")
+            elif isinstance(event, StepEvent) and bar is not None:
+                bar.update(event.step, f"loss {event.loss:.4g} {last_val}")
+            elif isinstance(event, EvalEvent):
+                last_val = f"val {event.val_loss:.4g}"
+            elif isinstance(event, Finished):
+                finished = event
+    finally:
+        if bar is not None:
+            bar.close()
+    if finished is None:
+        raise RuntimeError("the job ended without a Finished event")
+    return finished
+
+
+def training_output(finished: Finished) -> Output:
+    data = {"run_id": finished.run_id, "status": finished.status,
+            "best_checkpoint": finished.best_checkpoint,
+            "last_checkpoint": finished.last_checkpoint, "step": finished.step,
+            "early_stopped": finished.early_stopped, "error": finished.error,
+            "metrics": finished.metrics}
+    lines = [f"run {finished.run_id}: {finished.status} at step {finished.step}"]
+    if finished.error:
+        lines.append(f"error: {finished.error}")
+    if finished.best_checkpoint:
+        lines.append(f"best checkpoint: {finished.best_checkpoint}")
+    lines += [f"  {k}: {v:.6g}" if isinstance(v, float) else f"  {k}: {v}"
+              for k, v in finished.metrics.items() if not isinstance(v, dict)]
+    return Output(data, "\n".join(lines), EXIT_FOR_STATUS.get(finished.status, 1))
+
+
+# ---------------------------------------------------------------- describe
+
+
+def _configure_describe(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE")
+
+
+@command("describe", "build the price model of a preset and print its shape", _configure_describe)
+def run_describe(args: argparse.Namespace) -> Output:
+    from engine.models import PriceNetwork
+
+    cfg = parse_overrides(args.overrides, PRESETS[args.preset], "--set")
+    with torch.device("meta"):
+        model = PriceNetwork(cfg)
+    data = {"preset": args.preset, "parameters": model.num_parameters(), "d_model": cfg.d_model,
+            "layers": cfg.n_layers, "heads": cfg.n_heads, "attention": cfg.attention,
+            "ffn": cfg.ffn, "kv_lora_rank": cfg.kv_lora_rank, "window": cfg.window,
+            "horizon": cfg.horizon, "config": vars(cfg)}
+    text = (f"{args.preset}: {data['parameters']:,} parameters, d_model {cfg.d_model}, "
+            f"{cfg.n_layers} layers, {cfg.n_heads} heads, {cfg.attention.upper()} attention, "
+            f"{cfg.ffn} feed-forward, kv_lora_rank {cfg.kv_lora_rank}")
+    return Output(data, text)
+
+
+# ---------------------------------------------------------------- train-price
+
+
+def _configure_train_price(parser: argparse.ArgumentParser) -> None:
+    _data_options(parser)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    parser.add_argument("--loss", choices=["mse", "mae", "huber"], default=TrainConfig.loss)
+    _train_options(parser)
+
+
+@command("train-price", "train stage 1, the price network", _configure_train_price)
+def run_train_price(args: argparse.Namespace) -> Output:
+    from engine.training.price import train_price
+
+    model_cfg: PriceModelConfig = parse_overrides(args.overrides, PRESETS[args.preset], "--set")
+    store = open_store(args)
+    with cancel_on_sigint() as token:
+        events = _bad_input_guard(train_price(
+            args.data, model_cfg=model_cfg, data_cfg=_data_cfg(args),
+            train_cfg=_train_cfg(args, loss=args.loss), store=store, resume=args.resume,
+            cancel=token))
+        return training_output(follow(events, "price"))
+
+
+# ---------------------------------------------------------------- train-strategy
+
+
+def _configure_train_strategy(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--price-run", required=True, metavar="RUN",
+                        help="finished price run whose best checkpoint gives the frozen features")
+    _data_options(parser)
+    defaults = StrategyModelConfig()
+    parser.add_argument("--cell", choices=["gru", "lstm"], default=defaults.cell)
+    parser.add_argument("--head", choices=["gumbel", "straight_through", "concrete"],
+                        default=defaults.head)
+    parser.add_argument("--cost-bps", type=float, default=StrategyLossConfig.cost_bps)
+    parser.add_argument("--loss-set", dest="loss_overrides", action="append", default=[],
+                        metavar="NAME=VALUE", help="override a strategy-loss weight")
+    _train_options(parser)
+
+
+@command("train-strategy", "train stage 2, the strategy network, on frozen price features",
+         _configure_train_strategy)
+def run_train_strategy(args: argparse.Namespace) -> Output:
+    from engine.training.strategy import train_strategy
+
+    model_cfg = parse_overrides(args.overrides, StrategyModelConfig(cell=args.cell, head=args.head),
+                                "--set")
+    loss_cfg = parse_overrides(args.loss_overrides, StrategyLossConfig(cost_bps=args.cost_bps),
+                               "--loss-set")
+    store = open_store(args)
+    with cancel_on_sigint() as token:
+        events = _bad_input_guard(train_strategy(
+            args.price_run, args.data, model_cfg=model_cfg, loss_cfg=loss_cfg,
+            data_cfg=_data_cfg(args), train_cfg=_train_cfg(args), store=store,
+            resume=args.resume, cancel=token))
+        return training_output(follow(events, "strategy"))
+
+
+def _bad_input_guard(events: Iterator[Event]) -> Iterator[Event]:
+    """Jobs raise ValueError for bad input before their first event: report it as exit 2."""
+    try:
+        first = next(events)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    yield first
+    yield from events
+
+
+# ---------------------------------------------------------------- runs
+
+
+def _configure_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", choices=["price", "strategy"])
+    parser.add_argument("--status", choices=["running", "finished", "cancelled", "failed",
+                                             "interrupted"])
+
+
+@command("runs", "list the run history", _configure_runs)
+def run_runs(args: argparse.Namespace) -> Output:
+    store = open_store(args)
+    runs = [{"run_id": r["run_id"], "kind": r["kind"], "status": r["status"],
+             "started": r["started"], "ended": r["ended"], "dataset": r["dataset"],
+             "parent_run": r["parent_run"], "step": r["step"], "device": r["device"],
+             "metrics": r["metrics"]} for r in store.list_runs(args.kind, args.status)]
+    text = "\n".join(f"{r['run_id']:<34} {r['kind']:<9} {r['status']:<11} {r['started'] or '':<20} "
+                     f"{r['dataset']}" for r in runs) or f"no runs in {store.path}"
+    return Output({"runs": runs, "db": str(store.path)}, text)

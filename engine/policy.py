@@ -1,0 +1,127 @@
+"""The trained strategy network as a plain function: bars in, a deterministic position 0..10 per day.
+
+Day t's position is the argmax decision at the last step of a walk over the `seq_len` days ending
+at t, from a fresh state, exactly as the network was trained (every walk starts from zero state).
+All walks of a period run as one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.config import DataConfig, StrategyModelConfig, from_dict
+from engine.data import WindowSet
+from engine.forecast import LoadedPriceModel, encode_windows, load_price_model
+from engine.atomic import atomic_save_npy
+from engine.models import StrategyNetwork
+from engine.store import RunStore
+from engine.training.checkpoint import CheckpointError, file_sha256, load_checkpoint, load_model_state
+
+WALK_BATCH = 4096
+
+
+def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
+                 fingerprint: str) -> np.ndarray:
+    """[T, d_model + horizon] float32 per day: the price network's strategy features and its scaled
+    forecast for the window ending that day (NaN before the first full window). Computed once per
+    (instrument data, checkpoint) and cached as a plain .npy (no pickle)."""
+    path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{fingerprint}:{price.sha256}".encode()).hexdigest()[:24]
+        path = Path(cache_dir) / f"{key}.npy"
+        if path.is_file():
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape[0] == len(ws.dates):
+                return cached
+    features, scaled = encode_windows(price, ws, ws.ends)
+    out = np.full((len(ws.dates), features.shape[1] + scaled.shape[1]), np.nan, dtype=np.float32)
+    out[ws.ends] = np.concatenate([features, scaled], axis=1)
+    if path is not None:
+        atomic_save_npy(path, out)
+    return out
+
+
+@torch.no_grad()
+def policy_positions(model: nn.Module, features: np.ndarray, days: np.ndarray, seq_len: int,
+                     device: torch.device | str = "cpu") -> np.ndarray:
+    """Integer positions [len(days)] for decision days (each needs seq_len - 1 earlier days)."""
+    was_training = model.training
+    model.eval()
+    days = np.asarray(days, dtype=np.int64)
+    walks = days[:, None] - np.arange(seq_len - 1, -1, -1)  # [n, S] ending at each day
+    out = []
+    for i in range(0, len(days), WALK_BATCH):
+        x = torch.from_numpy(features[walks[i:i + WALK_BATCH]]).to(device)
+        out.append(model(x, deterministic=True).positions[:, -1].round().to(torch.int64).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.empty(0, dtype=np.int64)
+
+
+@dataclass
+class LoadedStrategy:
+    model: StrategyNetwork  # eval mode
+    model_cfg: StrategyModelConfig
+    data_cfg: DataConfig
+    price: LoadedPriceModel
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    sha256: str
+    path: Path
+
+
+def _resolve(checkpoint_or_run: str | Path, store: RunStore | None) -> Path:
+    path = Path(checkpoint_or_run)
+    if path.suffix or path.exists() or any(s in str(checkpoint_or_run) for s in "/\\"):
+        return path
+    row = (store or RunStore()).checkpoint(str(checkpoint_or_run), best=True)
+    if row is None:
+        raise CheckpointError(f"run {checkpoint_or_run!r} has no best checkpoint")
+    return Path(row["path"])
+
+
+def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
+                        device: str | torch.device = "cpu") -> LoadedStrategy:
+    """Rebuild a strategy network and the frozen price network it was trained on (weights_only)."""
+    path = _resolve(checkpoint_or_run, store)
+    ckpt = load_checkpoint(path)
+    try:
+        configs, extra = ckpt["configs"], ckpt["extra"]
+        model_cfg = from_dict(StrategyModelConfig, configs["model"])
+        data_cfg = from_dict(DataConfig, configs["data"])
+        price_ref = configs["price"]
+        mean = np.asarray(extra["feature_mean"], dtype=np.float32)
+        std = np.asarray(extra["feature_std"], dtype=np.float32)
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a strategy-network checkpoint (missing {exc})") from None
+    price = load_price_model(price_ref["checkpoint"], device=device)
+    if price.sha256 != price_ref["sha256"]:
+        raise CheckpointError(f"{path}: its price checkpoint {price_ref['checkpoint']} changed "
+                              "since the strategy was trained (sha256 mismatch)")
+    model = StrategyNetwork(model_cfg)
+    load_model_state(model, ckpt["model"], path)
+    return LoadedStrategy(model.to(device).eval(), model_cfg, data_cfg, price, mean, std,
+                          file_sha256(path), path)
+
+
+def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
+                       cache_dir: Path | None = None, fingerprint: str = "") -> np.ndarray:
+    """Deterministic positions 0..10 for decision days of one instrument."""
+    raw = day_features(loaded.price, ws, cache_dir, fingerprint)
+    features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
+    first = ws.window - 1 + loaded.data_cfg.seq_len - 1
+    days = np.asarray(days, dtype=np.int64)
+    if len(days) and days.min() < first:
+        raise ValueError(f"{ws.instrument}: positions need {first + 1} days of history; the first "
+                         f"decision day possible is {ws.dates[first]:%Y-%m-%d}")
+    return policy_positions(loaded.model, features, days, loaded.data_cfg.seq_len,
+                            loaded.price.device)
+
+
+__all__ = ["day_features", "policy_positions", "LoadedStrategy", "load_strategy_model",
+           "strategy_positions"]

@@ -1,0 +1,227 @@
+"""Stage 2 job: train the strategy network on frozen, cached price-network features.
+
+The Transformer runs once per (instrument, day) (engine.policy.day_features, cached on disk);
+a training sequence is then `start + arange(seq_len)` into per-day arrays: nothing is copied 20x.
+Feature standardisation and the adaptive regime bounds come from the training split only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from engine.backtest.run import backtest_equity
+from engine.config import (
+    DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, from_dict, to_dict,
+)
+from engine.data import build_windows, chronological_split, load_bars, sequence_starts
+from engine.forecast import LoadedPriceModel, load_price_model
+from engine.losses import strategy_loss
+from engine.models import StrategyNetwork
+from engine.policy import day_features, policy_positions
+from engine.regime import DEFAULT_THRESHOLDS, hindsight_labels
+from engine.store import RunStore
+from engine.training.distributed import init_distributed, main_rank_store, on_main
+from engine.training.events import CancelToken, Event
+from engine.training.trainer import TrainStage, fit, seed_everything, select_device
+
+RUNTIME_FIELDS = ("device", "num_threads", "compile")
+
+
+@dataclass
+class StrategyData:
+    """Per-day arrays of all instruments laid end to end, and sequence starts into them.
+
+    Sequences never cross an instrument: a start is only valid when its whole sequence lies in
+    one instrument's split part.
+    """
+
+    features: np.ndarray  # [D, F] float32 standardised (NaN rows where no window exists)
+    returns: np.ndarray  # [D] next-day simple returns
+    train: np.ndarray  # sequence starts (global day indices)
+    val: np.ndarray
+    val_days: list[np.ndarray]  # per instrument: contiguous validation days (global indices)
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    regime_bounds: tuple[float, float]  # adaptive voter quantiles of train period means
+    sources: list[str]
+    fingerprints: list[str]
+
+
+def _standardise(features: np.ndarray, train_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref = features[train_days]
+    return ref.mean(axis=0), np.maximum(ref.std(axis=0), 1e-6)
+
+
+def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataConfig,
+                          cache_dir: Path) -> StrategyData:
+    """Load, encode once (cached), split each instrument like stage 1, pool end to end."""
+    if not data:
+        raise ValueError("no data: give at least one sample name or file")
+    feats, rets, trains, vals, val_days, fps = [], [], [], [], [], []
+    offset = 0
+    for src in data:
+        bars = load_bars(src, adjust=cfg.adjust)
+        bars = replace(bars, frame=bars.frame.loc[cfg.start:cfg.end])
+        ws = build_windows(bars, cfg.window, cfg.horizon)
+        split = chronological_split(ws, cfg.val_fraction, cfg.test_fraction,
+                                    embargo=cfg.horizon + cfg.seq_len)
+        n = len(ws.dates)
+        feats.append(day_features(price, ws, cache_dir, bars.fingerprint))
+        rets.append(ws.next_returns(np.arange(n)))
+        trains.append(sequence_starts(split.train, cfg.seq_len, n) + offset)
+        vals.append(sequence_starts(split.val, cfg.seq_len, n) + offset)
+        val_days.append(split.val[split.val >= split.val.min() + cfg.seq_len - 1] + offset
+                        if len(split.val) else split.val)
+        fps.append(bars.fingerprint)
+        offset += n
+    features, returns = np.concatenate(feats), np.concatenate(rets)
+    train, val = np.concatenate(trains), np.concatenate(vals)
+    if not len(train) or not len(val):
+        raise ValueError(f"too little data for {cfg.seq_len}-day sequences in train and validation "
+                         f"(train {len(train)}, val {len(val)} sequences)")
+    steps = np.arange(cfg.seq_len)
+    train_days = np.unique((train[:, None] + steps).ravel())
+    mean, std = _standardise(features, train_days)
+    period_means = returns[train[:, None] + steps].mean(axis=1)
+    low, high = np.quantile(period_means, [DEFAULT_THRESHOLDS.adaptive_low,
+                                           DEFAULT_THRESHOLDS.adaptive_high])
+    return StrategyData(((features - mean) / std).astype(np.float32), returns, train, val,
+                        val_days, mean, std, (float(low), float(high)), list(data), fps)
+
+
+class StrategyStage(TrainStage):
+    kind = "strategy"
+
+    def __init__(self, prepared: StrategyData, model_cfg: StrategyModelConfig,
+                 loss_cfg: StrategyLossConfig, seq_len: int) -> None:
+        self.data, self.model_cfg, self.loss_cfg = prepared, model_cfg, loss_cfg
+        self.steps = np.arange(seq_len)
+        self.tau = model_cfg.tau_start
+
+    def train_size(self) -> int:
+        return len(self.data.train)
+
+    def sequences(self, starts: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        days = starts[:, None] + self.steps  # [B, S] indices, no copies of the per-day arrays
+        returns = torch.from_numpy(self.data.returns[days]).to(device)
+        bounds = tuple(torch.tensor(b, dtype=returns.dtype, device=device)
+                       for b in self.data.regime_bounds)
+        regimes = hindsight_labels(returns, bounds=bounds)
+        return torch.from_numpy(self.data.features[days]).to(device), returns.float(), regimes
+
+    def batch(self, positions: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        return self.sequences(self.data.train[positions], device)
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]
+             ) -> tuple[Tensor, dict[str, Any]]:
+        features, returns, regimes = batch
+        out = model(features, tau=self.tau)
+        loss, parts = strategy_loss(out.positions.float(), returns, regimes, self.loss_cfg)
+        return loss, {**parts, "tau": self.tau}
+
+    def on_epoch_start(self, epoch: int) -> None:
+        cfg = self.model_cfg
+        self.tau = max(cfg.tau_floor, cfg.tau_start * cfg.tau_decay ** epoch)
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
+        """Deterministic (argmax) loss on validation sequences, and a backtest of the policy over
+        each instrument's validation days, after costs, next to buy and hold."""
+        features, returns, regimes = self.sequences(self.data.val, device)
+        out = model(features, deterministic=True)
+        val_loss, parts = strategy_loss(out.positions.float(), returns, regimes, self.loss_cfg)
+        metrics = {f"val_{k}": float(v) for k, v in parts.items()}
+        metrics.update(self._policy_backtest(model, device))
+        return float(val_loss), metrics
+
+    def _policy_backtest(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Mean over instruments of the total return of the argmax policy and of buy and hold."""
+        cost = self.loss_cfg.cost_bps * 1e-4
+        totals = []
+        for days in self.data.val_days:
+            if len(days) < 2:
+                continue
+            pos = policy_positions(model, self.data.features, days, len(self.steps), device)
+            # backtest_equity wants close_t / close_{t-1} - 1 per day; ours are next-day returns
+            close_returns = np.concatenate([[0.0], self.data.returns[days]])
+            paths = np.stack([np.append(pos, pos[-1]), np.full(len(days) + 1, 10)])
+            totals.append(backtest_equity(close_returns, paths.astype(np.float64), cost) - 1)
+        if not totals:
+            return {}
+        strat, hold = np.mean(totals, axis=0)
+        return {"val_total_return": float(strat), "val_buy_and_hold": float(hold),
+                "val_excess_return": float(strat - hold)}
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        return {"feature_mean": self.data.feature_mean.tolist(),
+                "feature_std": self.data.feature_std.tolist(),
+                "regime_bounds": list(self.data.regime_bounds),
+                "sources": self.data.sources, "fingerprints": self.data.fingerprints,
+                "tau": self.tau}
+
+
+def _recorded(record: dict, train_cfg: TrainConfig):
+    cfg = record["config"]
+    recorded = from_dict(TrainConfig, cfg["train"])
+    runtime = {name: getattr(train_cfg, name) for name in RUNTIME_FIELDS}
+    return (cfg["price_run"], list(cfg["sources"]), from_dict(StrategyModelConfig, cfg["model"]),
+            from_dict(StrategyLossConfig, cfg["loss"]), from_dict(DataConfig, cfg["data"]),
+            replace(recorded, **runtime))
+
+
+def train_strategy(price_run: str, data: list[str], *, model_cfg: StrategyModelConfig,
+                   loss_cfg: StrategyLossConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
+                   store: RunStore, runs_dir: Path | None = None, resume: str | None = None,
+                   cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Train stage 2 on the frozen best checkpoint of `price_run`. Bad input raises before a run
+    is recorded; after that every outcome is the final Finished event."""
+    record = store.get_run(resume) if resume else None
+    if resume:
+        if record is None or record["kind"] != "strategy":
+            raise ValueError(f"no strategy run {resume!r} in {store.path}")
+        price_run, data, model_cfg, loss_cfg, data_cfg, train_cfg = _recorded(record, train_cfg)
+    price_record = store.get_run(price_run)
+    if price_record is None or price_record["kind"] != "price":
+        raise ValueError(f"no price run {price_run!r} in {store.path}")
+    price = load_price_model(price_run, store)
+    data_cfg = replace(data_cfg, window=price.model_cfg.window, horizon=price.model_cfg.horizon,
+                       adjust=price.data_cfg.adjust)
+    root = Path(runs_dir or store.runs_dir)
+    prepared = prepare_strategy_data(price, data, data_cfg, root / price_run / "feature-cache")
+    model_cfg = replace(model_cfg, feature_dim=prepared.features.shape[1])
+    device = select_device(train_cfg.device)
+    init_distributed(device)  # under torchrun: rank 0 records the run, the others train with it
+    store = main_rank_store(store)
+    configs = {"model": to_dict(model_cfg), "loss": to_dict(loss_cfg), "data": to_dict(data_cfg),
+               "train": to_dict(train_cfg)}
+    fingerprint = ",".join(prepared.fingerprints)
+    if record is not None:
+        run_id = resume
+        store.claim_run(run_id, device=str(device))
+        last = store.checkpoint(run_id, best=False)
+        start = Path(last["path"]) if last and Path(last["path"]).is_file() else None
+        if start is None:
+            store.truncate_metrics(run_id, 0)
+    else:
+        run_id = on_main(
+            store.create_run, "strategy", dataset=", ".join(data), fingerprint=fingerprint,
+            config={**configs, "sources": list(data), "price_run": price_run,
+                    "price_checkpoint": str(price.path), "price_sha256": price.sha256},
+            seed=train_cfg.seed, device=str(device), parent_run=price_run)
+        start = None
+    seed_everything(train_cfg.seed)
+    model = StrategyNetwork(model_cfg)
+    stage = StrategyStage(prepared, model_cfg, loss_cfg, data_cfg.seq_len)
+    configs["price"] = {"run": price_run, "checkpoint": str(price.path), "sha256": price.sha256}
+    yield from fit(model, stage, train_cfg, store=store, run_id=run_id,
+                   checkpoint_dir=start.parent if start else root / run_id, cancel=cancel,
+                   configs=configs, resume_from=start)
+
+
+__all__ = ["train_strategy", "prepare_strategy_data", "StrategyStage", "StrategyData"]
