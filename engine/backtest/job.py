@@ -8,7 +8,6 @@ and the whole usable history of an instrument it never saw.
 from __future__ import annotations
 
 import json
-from io import StringIO
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -96,7 +95,11 @@ def backtest_frame_json(result: BacktestResult) -> str:
 
 def load_backtest_frame(record: dict) -> pd.DataFrame:
     """The daily frame a backtest record holds (as run_backtest returned it)."""
-    frame = pd.read_json(StringIO(record["frame_json"]), orient="split", convert_dates=["date"])
+    data = record["frame_json"]
+    if isinstance(data, str):
+        data = json.loads(data)
+    frame = pd.DataFrame(data["data"], columns=data["columns"])
+    frame["date"] = pd.to_datetime(frame["date"]).dt.tz_localize(None)
     frame["regime"] = frame["regime"].fillna("").astype(str)
     return frame.set_index("date")
 

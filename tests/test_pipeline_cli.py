@@ -1,0 +1,149 @@
+"""End to end from the CLI, as a script on a GPU server would drive it: train a tiny price network and
+a strategy on a bundled series, backtest the held-out period after costs, export signals; everything
+lands in the SQLite history with its lineage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from contextlib import redirect_stdout
+
+import pandas as pd
+import pytest
+
+from engine import cli
+from engine.backtest.job import load_backtest_frame
+from engine.store import RunStore
+
+TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
+        "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
+        "--set", "ffn_hidden=64"]
+DATA = ["--data", "spx", "--start", "2011-01-01"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, dict]:
+    code = cli.main(["--json", *argv])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """price -> strategy -> backtest -> export, once for the module (each CLI call is a real run)."""
+    db = tmp_path_factory.mktemp("cli") / "runs.db"
+    results = {"db": db}
+
+    def call(*argv: str) -> dict:
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            code = cli.main(["--json", "--db", str(db), *argv])
+        assert code == 0, (argv, buf.getvalue())
+        return json.loads(buf.getvalue())
+
+    results["price"] = call("train-price", *DATA, "--preset", "tiny", *TINY, "--max-steps", "12",
+                            "--batch-size", "16", "--seed", "3")
+    results["strategy"] = call("train-strategy", "--price-run", results["price"]["run_id"], *DATA,
+                               "--max-steps", "12", "--batch-size", "16", "--set", "state_dim=16")
+    results["backtest"] = call("backtest", "--run", results["strategy"]["run_id"], "--data", "spx",
+                               "--cost-bps", "10")
+    out = db.parent / "signals.csv"
+    results["export"] = call("export-signals", "--backtest", results["backtest"]["backtest_id"],
+                             "--out", str(out))
+    return results
+
+
+def test_price_run_is_recorded_with_metrics_series_and_best_checkpoint(pipeline):
+    price = pipeline["price"]
+    assert price["status"] == "finished"
+    store = RunStore(pipeline["db"])
+    run = store.get_run(price["run_id"])
+    assert run["status"] == "finished" and run["kind"] == "price"
+    assert len(store.metric_series(price["run_id"], "train/loss")) == 12
+    assert store.metric_series(price["run_id"], "val/loss")
+    assert store.checkpoint(price["run_id"], best=True)["path"] == price["best_checkpoint"]
+    for key in ("val_loss", "mae", "mae_naive", "direction_accuracy", "skill_h1", "skill_h7"):
+        assert key in price["metrics"]
+
+
+def test_same_seed_gives_the_same_numbers(pipeline, tmp_path, capsys):
+    code, again = run_cli(capsys, "--db", str(tmp_path / "again.db"), "train-price", *DATA,
+                          "--preset", "tiny", *TINY, "--max-steps", "12", "--batch-size", "16",
+                          "--seed", "3")
+    assert code == 0
+    assert again["metrics"]["val_loss"] == pipeline["price"]["metrics"]["val_loss"]
+    assert again["metrics"]["mae"] == pipeline["price"]["metrics"]["mae"]
+
+
+def test_lineage_price_strategy_backtest_export_is_in_the_sqlite_file(pipeline):
+    con = sqlite3.connect(pipeline["db"])
+    strategy_id = pipeline["strategy"]["run_id"]
+    parent = con.execute("SELECT parent_run FROM runs WHERE run_id = ?", [strategy_id]).fetchone()[0]
+    assert parent == pipeline["price"]["run_id"]
+    bt_id = pipeline["backtest"]["backtest_id"]
+    assert con.execute("SELECT run_id FROM backtests WHERE backtest_id = ?", [bt_id]).fetchone()[0] == strategy_id
+    path, rows = con.execute("SELECT path, rows FROM exports WHERE backtest_id = ?", [bt_id]).fetchone()
+    assert path == pipeline["export"]["path"] and rows == pipeline["export"]["rows"]
+
+
+def test_backtest_defaults_to_held_out_period_and_reports_baselines(pipeline):
+    bt = pipeline["backtest"]
+    assert set(bt["baselines"]) == {"buy_and_hold", "constant_5", "sma_crossover", "follow_forecast"}
+    for key in ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
+                "information_ratio", "win_rate", "turnover", "exposure"):
+        assert key in bt["metrics"]
+    # the default period is the test split: its start lies after the training windows' targets
+    assert pd.Timestamp(bt["start"]) > pd.Timestamp("2016-01-01")
+    assert bt["metrics"]["max_drawdown"] <= 0
+
+
+def test_exported_csv_rows_match_the_backtest_frame(pipeline):
+    store = RunStore(pipeline["db"])
+    frame = load_backtest_frame(store.get_backtest(pipeline["backtest"]["backtest_id"]))
+    with open(pipeline["export"]["path"], encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(frame) == pipeline["export"]["rows"]
+    assert [int(r["position"]) for r in rows] == frame["position"].tolist()
+    assert rows[0]["date"] == f"{frame.index[0]:%Y-%m-%d}"
+    assert {int(r["position"]) for r in rows} <= set(range(11))
+    assert float(rows[-1]["pred_t7"]) == pytest.approx(frame["pred_7"].iloc[-1], rel=1e-9)
+
+
+def test_forecast_prints_seven_dated_prices(pipeline, capsys):
+    code, out = run_cli(capsys, "--db", str(pipeline["db"]), "forecast", "--run",
+                        pipeline["price"]["run_id"], "--data", "spx", "--date", "2015-06-01")
+    assert code == 0
+    assert out["asof"] == "2015-06-01" and len(out["dates"]) == len(out["prices"]) == 7
+    assert out["dates"][0] == "2015-06-02"
+    assert all(1500 < p < 2500 for p in out["prices"])  # SPX traded near 2100 then
+
+
+def test_runs_lists_both_stages(pipeline, capsys):
+    code, out = run_cli(capsys, "--db", str(pipeline["db"]), "runs")
+    assert code == 0
+    kinds = {r["kind"] for r in out["runs"]}
+    assert kinds == {"price", "strategy"}
+    code, out = run_cli(capsys, "--db", str(pipeline["db"]), "runs", "--kind", "strategy")
+    assert [r["run_id"] for r in out["runs"]] == [pipeline["strategy"]["run_id"]]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["backtest", "--run", "no-such-run", "--data", "spx"], "no-such-run"),
+    (["train-strategy", "--price-run", "missing", "--data", "spx"], "missing"),
+    (["describe", "--preset", "tiny", "--set", "d_modle=3"], "d_modle"),
+    (["train-price", "--data", "no/such/file.csv"], "file.csv"),
+    (["export-signals", "--backtest", "nope", "--out", "x.csv"], "nope"),
+])
+def test_bad_input_exits_2_with_a_message_and_no_traceback(argv, needle, tmp_path, capsys):
+    code = cli.main(["--db", str(tmp_path / "h.db"), *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+def test_describe_reports_preset_sizes(capsys):
+    code, out = run_cli(capsys, "describe", "--preset", "small")
+    assert code == 0
+    assert out["preset"] == "small" and 9e6 <= out["parameters"] <= 11e6
+    assert {"d_model", "layers", "heads"} <= set(out)
