@@ -33,7 +33,8 @@ def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
     (instrument data, checkpoint) and cached as a plain .npy (no pickle)."""
     path = None
     if cache_dir is not None:
-        key = hashlib.sha256(f"{fingerprint}:{price.sha256}".encode()).hexdigest()[:24]
+        span = f"{ws.dates[0]:%Y-%m-%d}:{ws.dates[-1]:%Y-%m-%d}:{len(ws.dates)}"
+        key = hashlib.sha256(f"{fingerprint}:{span}:{price.sha256}".encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"{key}.npy"
         if path.is_file():
             cached = np.load(path, allow_pickle=False)

@@ -71,16 +71,29 @@ def load_source(source: str, store: RunStore) -> Source:
     return Source("price", run_id, price, None, price.data_cfg, trained_on)
 
 
-def default_period(src: Source, data: str, ws: WindowSet) -> tuple[str, str]:
-    """The held-out test span when `data` was part of training, else the whole usable history."""
-    first = ws.window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
+def default_period(src: Source, data: str, bars: BarTable) -> tuple[str, str]:
+    """The held-out test span when `data` was part of training (split exactly as in training,
+    on the same date range), else the whole usable history."""
+    window = src.price.model_cfg.window
+    first = window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
+    dates = bars.frame.index
+    start = dates[min(first, len(dates) - 1)]
     if data in src.sources:
         cfg = src.data_cfg
-        test = chronological_split(ws, cfg.val_fraction, cfg.test_fraction,
-                                   embargo=cfg.horizon + cfg.seq_len).test
+        trained = build_windows(replace(bars, frame=bars.frame.loc[cfg.start:cfg.end]),
+                                window, src.price.model_cfg.horizon)
+        test = chronological_split(trained, cfg.val_fraction, cfg.test_fraction,
+                                   embargo=cfg.horizon).test
         if len(test):
-            first = max(first, int(test[0]))
-    return f"{ws.dates[first]:%Y-%m-%d}", f"{ws.dates[-1]:%Y-%m-%d}"
+            start = max(start, trained.dates[int(test[0])])
+    return f"{start:%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"
+
+
+def overlaps_training(src: Source, data: str, bars: BarTable, start: str) -> bool:
+    """True when a backtest from `start` on `data` would score days the model trained or
+    validated on (the user gets a warning, not a refusal)."""
+    held_out, _ = default_period(src, data, bars)
+    return data in src.sources and pd.Timestamp(start) < pd.Timestamp(held_out)
 
 
 def decision_days(ws: WindowSet, start: str, end: str, first: int) -> np.ndarray:
@@ -108,7 +121,7 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
                cancel: CancelToken | None = None) -> BacktestResult:
     """Positions and forecasts of `src` over cfg's period (default: default_period)."""
     ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
-    start, end = default_period(src, data, ws)
+    start, end = default_period(src, data, bars)
     cfg = replace(cfg, start=cfg.start or start, end=cfg.end or end)
     first = ws.window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
     days = decision_days(ws, cfg.start, cfg.end, first)
@@ -169,5 +182,5 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
     return path, rows
 
 
-__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "load_backtest_frame",
+__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "overlaps_training", "load_backtest_frame",
            "Source", "PRED_COLUMNS"]

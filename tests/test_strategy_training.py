@@ -1,0 +1,110 @@
+"""Stage 2 as a user runs it: frozen price features computed once and cached, a deterministic policy,
+and a backtest that trades what the network decides."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import engine.policy as policy
+from engine.backtest.job import backtest_job, load_backtest_frame, load_source, overlaps_training
+from engine.config import (
+    BacktestConfig, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig,
+    TrainConfig,
+)
+from engine.data import build_windows, chronological_split, load_bars
+from engine.store import RunStore
+from engine.training.events import Finished
+from engine.training.price import train_price
+from engine.training.strategy import train_strategy
+
+TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
+                        qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
+DATA = DataConfig(start="2008-01-01")
+FAST = TrainConfig(max_steps=10, batch_size=16, warmup_steps=2, seed=1, precision="fp32")
+
+
+def finished(events) -> Finished:
+    last = None
+    for last in events:
+        pass
+    assert isinstance(last, Finished)
+    return last
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    store = RunStore(tmp_path_factory.mktemp("strategy") / "runs.db")
+    price = finished(train_price(["goog"], model_cfg=TINY, data_cfg=DATA, train_cfg=FAST, store=store))
+    assert price.status == "finished", price.error
+    return store, price.run_id
+
+
+def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(runs, monkeypatch):
+    store, price_run = runs
+    calls = []
+    real = policy.encode_windows
+    monkeypatch.setattr(policy, "encode_windows", lambda *a: calls.append(1) or real(*a))
+    cfg = StrategyModelConfig(state_dim=16)
+    for _ in range(2):
+        done = finished(train_strategy(price_run, ["goog"], model_cfg=cfg,
+                                       loss_cfg=StrategyLossConfig(), data_cfg=DATA,
+                                       train_cfg=FAST, store=store))
+        assert done.status == "finished", done.error
+    assert len(calls) == 1  # the second run (and every epoch of both) read the cache
+    run = store.get_run(done.run_id)
+    assert run["parent_run"] == price_run and run["kind"] == "strategy"
+    assert {"val_total_return", "val_buy_and_hold"} <= set(done.metrics)
+
+
+@pytest.fixture(scope="module")
+def strategy_run(runs):
+    store, price_run = runs
+    done = finished(train_strategy(price_run, ["goog"], model_cfg=StrategyModelConfig(state_dim=16),
+                                   loss_cfg=StrategyLossConfig(), data_cfg=DATA, train_cfg=FAST,
+                                   store=store))
+    return store, done.run_id
+
+
+def test_inference_positions_are_integers_and_identical_across_calls(strategy_run):
+    store, run_id = strategy_run
+    loaded = policy.load_strategy_model(run_id, store)
+    ws = build_windows(load_bars("goog"), 180, 7)
+    days = np.arange(len(ws.dates) - 300, len(ws.dates))
+    first = policy.strategy_positions(loaded, ws, days)
+    second = policy.strategy_positions(loaded, ws, days)
+    assert first.dtype.kind == "i" and first.min() >= 0 and first.max() <= 10
+    np.testing.assert_array_equal(first, second)
+
+
+def test_a_day_needs_a_full_window_and_sequence_of_history(strategy_run):
+    store, run_id = strategy_run
+    loaded = policy.load_strategy_model(run_id, store)
+    ws = build_windows(load_bars("goog"), 180, 7)
+    with pytest.raises(ValueError, match="history"):
+        policy.strategy_positions(loaded, ws, np.array([10]))
+
+
+def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
+    store, run_id = strategy_run
+    events = list(backtest_job(run_id, "goog", cfg=BacktestConfig(cost_bps=5), store=store))
+    done = events[-1]
+    assert isinstance(done, Finished) and done.status == "finished"
+    record = store.get_backtest(done.run_id)
+    frame = load_backtest_frame(record)
+    src = load_source(run_id, store)
+    ws = build_windows(load_bars("goog"), 180, 7)
+    days = ws.dates.get_indexer(frame.index)
+    expected = policy.strategy_positions(src.strategy, ws, days)
+    np.testing.assert_array_equal(frame["position"].to_numpy(), expected)
+    # the held-out test period starts after the training and validation windows
+    bars = load_bars("goog")
+    trained = build_windows(replace(bars, frame=bars.frame.loc["2008-01-01":]), 180, 7)
+    test_start = trained.dates[chronological_split(trained, 0.15, 0.15, 7).test[0]]
+    assert frame.index[0] == test_start
+    assert overlaps_training(src, "goog", bars, "2010-01-04")
+    assert not overlaps_training(src, "goog", bars, f"{test_start:%Y-%m-%d}")
+    assert not overlaps_training(src, "aapl", load_bars("aapl"), "2005-01-03")
+    assert record["run_id"] == run_id and record["config"]["cost_bps"] == 5
