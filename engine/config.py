@@ -132,7 +132,16 @@ def _preset(**overrides: Any) -> PriceModelConfig:
 
 
 # Sized so num_parameters() lands within 10 % of 2.5M / 10M / 40M / 160M (tests/test_models.py checks).
-PRESETS: dict[str, PriceModelConfig] = {}
+PRESETS: dict[str, PriceModelConfig] = {
+    "tiny": _preset(d_model=256, n_layers=4, n_heads=4, kv_lora_rank=64, qk_nope_head_dim=32,
+                    qk_rope_head_dim=16, v_head_dim=32, ffn_hidden=640),
+    "small": _preset(d_model=384, n_layers=6, n_heads=6, kv_lora_rank=128, qk_nope_head_dim=48,
+                     qk_rope_head_dim=16, v_head_dim=48, ffn_hidden=1088),
+    "base": _preset(d_model=512, n_layers=13, n_heads=8, kv_lora_rank=128, qk_nope_head_dim=64,
+                    qk_rope_head_dim=32, v_head_dim=64, ffn_hidden=1408),
+    "large": _preset(d_model=1024, n_layers=14, n_heads=16, q_lora_rank=384, kv_lora_rank=256,
+                     qk_nope_head_dim=64, qk_rope_head_dim=32, v_head_dim=64, ffn_hidden=2752),
+}
 
 T = TypeVar("T")
 

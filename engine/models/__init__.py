@@ -1,0 +1,11 @@
+"""Networks of both stages: the MLA price encoder and the recurrent strategy network."""
+
+from engine.models.layers import MoE, GatedFFN, RMSNorm, Rotary, apply_rotary
+from engine.models.mla import MHA, MLA, build_attention
+from engine.models.price import PriceNetwork, PriceOutput, build_price_model
+from engine.models.strategy import StrategyNetwork, StrategyOutput
+
+__all__ = [
+    "MoE", "GatedFFN", "RMSNorm", "Rotary", "apply_rotary", "MHA", "MLA", "build_attention",
+    "PriceNetwork", "PriceOutput", "build_price_model", "StrategyNetwork", "StrategyOutput",
+]

@@ -16,7 +16,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return F.rms_norm(x, self.weight.shape, self.weight.to(x.dtype), self.eps)
 
 
 class Rotary(nn.Module):
@@ -29,12 +29,12 @@ class Rotary(nn.Module):
         super().__init__()
         if dim % 2:
             raise ValueError(f"rotary dimension must be even, got {dim}")
-        freqs = theta ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), freqs)  # (L, dim/2)
+        freqs = theta ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float64), freqs)  # (L, dim/2)
         angles = torch.cat([angles, angles], dim=-1)
         # Not persistent: derived from the config, so checkpoints stay small and always consistent.
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
 
     def forward(self, seq_len: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Tables for positions 0..seq_len-1, shaped (T, 1, dim) to broadcast over (B, T, H, dim)."""

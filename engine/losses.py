@@ -1,0 +1,104 @@
+"""Training objectives: the price loss on scale-free targets and the vectorised strategy loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.config import StrategyLossConfig
+from engine.regime import BEAR, BULL
+MAX_POSITION = 10.0
+STD_EPS = 1e-8  # keeps std differentiable at 0 and bounds the information ratio (std floor 1e-4/day)
+
+_PRICE_LOSSES = {"mse": F.mse_loss, "mae": F.l1_loss, "huber": F.smooth_l1_loss}
+
+
+def price_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
+    """Mean loss over every sample and horizon ("huber" is smooth L1 with delta 1 on scaled targets)."""
+    if kind not in _PRICE_LOSSES:
+        raise ValueError(f"unknown price loss {kind!r}; choose one of {sorted(_PRICE_LOSSES)}")
+    return _PRICE_LOSSES[kind](pred, target)
+
+
+def net_returns(positions: Tensor, returns: Tensor, cost_bps: float) -> tuple[Tensor, Tensor]:
+    """Daily returns of holding positions/10 of the asset, net of costs, and the daily turnover.
+
+    The position set at close t earns the return t -> t+1; the first day's turnover is from flat.
+    """
+    weight = positions / MAX_POSITION
+    turnover = (weight - F.pad(weight[:, :-1], (1, 0))).abs()
+    return weight * returns - cost_bps * 1e-4 * turnover, turnover
+
+
+def causal_momentum(returns: Tensor, lookback: int) -> Tensor:
+    """10 where the trailing `lookback`-day mean return up to day t-1 is positive, else 0 (causal)."""
+    s = returns.shape[1]
+    csum = F.pad(returns.cumsum(dim=1), (1, 0))  # csum[:, t] = sum of returns before day t
+    start = (torch.arange(s, device=returns.device) - lookback).clamp_min(0)
+    trailing = csum[:, :s] - csum[:, start]
+    return (trailing > 0).to(returns.dtype) * MAX_POSITION
+
+
+def benchmark_positions(returns: Tensor, regimes: Tensor, cfg: StrategyLossConfig,
+                        momentum: Tensor | None) -> Tensor:
+    """Per-day benchmark position of each sequence: bull 10, bear cfg.bear_position, sideways momentum."""
+    if momentum is None:
+        momentum = causal_momentum(returns, cfg.momentum_lookback)
+    regimes = regimes[:, None]
+    sideways_or_bear = torch.where(regimes == BEAR, cfg.bear_position, momentum.to(returns.dtype))
+    return torch.where(regimes == BULL, MAX_POSITION, sideways_or_bear)
+
+
+def max_drawdown(daily: Tensor) -> Tensor:
+    """Largest fall from a running peak of the compounded curve that starts at 1, per sample."""
+    equity = torch.cumprod(1 + daily, dim=1)
+    peak = torch.cummax(equity, dim=1).values.clamp_min(1.0)
+    return (1 - equity / peak).amax(dim=1)
+
+
+def _std(x: Tensor) -> Tensor:
+    return (x.var(dim=1, correction=0) + STD_EPS).sqrt()
+
+
+def strategy_loss(
+    positions: Tensor,
+    returns: Tensor,
+    regimes: Tensor,
+    cfg: StrategyLossConfig,
+    momentum_positions: Tensor | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Batch mean of: -(log-growth over the regime benchmark) + risk + opportunity [- IR].
+
+    positions [B, S] in 0..10, returns [B, S] next-day simple returns, regimes [B] (hindsight labels).
+    Benchmarks pay the same costs: bull -> 10, bear -> cfg.bear_position, sideways -> momentum.
+    """
+    returns = returns.to(positions.dtype)
+    strat, turnover = net_returns(positions, returns, cfg.cost_bps)
+    bench_positions = benchmark_positions(returns, regimes, cfg, momentum_positions)
+    bench, _ = net_returns(bench_positions, returns, cfg.cost_bps)
+    excess = torch.log1p(strat).sum(dim=1) - torch.log1p(bench).sum(dim=1)
+
+    churn = (positions[:, 1:] - positions[:, :-1]).abs().mean(dim=1) / MAX_POSITION
+    risk = (
+        cfg.volatility_weight * _std(strat)
+        + cfg.drawdown_weight * max_drawdown(strat)
+        + cfg.churn_weight * churn
+    )
+
+    weight = positions / MAX_POSITION
+    missed = (F.relu(returns) * (1 - weight)).mean(dim=1)
+    exposed = (F.relu(-returns) * weight).mean(dim=1)
+    opportunity = torch.where(regimes == BULL, missed, torch.where(regimes == BEAR, exposed, 0.0))
+
+    daily_excess = strat - bench
+    ir = daily_excess.mean(dim=1) / _std(daily_excess)
+
+    per_sample = -cfg.return_weight * excess + cfg.risk_weight * risk + cfg.opportunity_weight * opportunity
+    if cfg.information_ratio_weight > 0:
+        per_sample = per_sample - cfg.information_ratio_weight * ir
+    parts = {
+        "return": excess.mean(), "risk": risk.mean(), "opportunity": opportunity.mean(),
+        "ir": ir.mean(), "turnover": turnover.mean(),
+    }
+    return per_sample.mean(), {k: v.detach() for k, v in parts.items()}
