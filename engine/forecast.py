@@ -43,11 +43,17 @@ class Forecast:
         return pd.DataFrame({"date": pd.to_datetime(self.dates), "close": self.prices}).set_index("date")
 
 
-def _resolve(checkpoint_or_run: str | Path, store: RunStore | None) -> tuple[Path, str | None]:
+def is_run_id(source: str | Path) -> bool:
+    """A bare name (no folder, no suffix, no such file) is a run id; anything else is a path."""
+    path = Path(source)
+    return not (path.suffix or path.exists() or any(s in str(source) for s in "/\\"))
+
+
+def resolve_checkpoint(checkpoint_or_run: str | Path,
+                       store: RunStore | None) -> tuple[Path, str | None]:
     """A path to a file, or a run id whose best checkpoint is used; returns (path, recorded sha)."""
-    path = Path(checkpoint_or_run)
-    if path.suffix or path.exists() or any(s in str(checkpoint_or_run) for s in "/\\"):
-        return path, None
+    if not is_run_id(checkpoint_or_run):
+        return Path(checkpoint_or_run), None
     store = store or RunStore()
     row = store.checkpoint(str(checkpoint_or_run), best=True)
     if row is None:
@@ -62,7 +68,7 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
     Loading never executes code from the file (weights_only); a file of another model shape or a
     run's checkpoint that changed on disk since it was recorded is a CheckpointError.
     """
-    path, recorded = _resolve(checkpoint_or_run, store)
+    path, recorded = resolve_checkpoint(checkpoint_or_run, store)
     ckpt = load_checkpoint(path)
     sha = file_sha256(path)
     if recorded is not None and recorded != sha:
@@ -136,5 +142,5 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
                     prices=[float(p) for p in prices])
 
 
-__all__ = ["LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many", "encode_windows",
+__all__ = ["is_run_id", "resolve_checkpoint", "LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many", "encode_windows",
            "next_business_days"]

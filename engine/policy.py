@@ -17,7 +17,7 @@ from torch import nn
 
 from engine.config import DataConfig, StrategyModelConfig, from_dict
 from engine.data import WindowSet
-from engine.forecast import LoadedPriceModel, encode_windows, load_price_model
+from engine.forecast import LoadedPriceModel, encode_windows, load_price_model, resolve_checkpoint
 from engine.atomic import atomic_save_npy
 from engine.models import StrategyNetwork
 from engine.store import RunStore
@@ -76,21 +76,14 @@ class LoadedStrategy:
     path: Path
 
 
-def _resolve(checkpoint_or_run: str | Path, store: RunStore | None) -> Path:
-    path = Path(checkpoint_or_run)
-    if path.suffix or path.exists() or any(s in str(checkpoint_or_run) for s in "/\\"):
-        return path
-    row = (store or RunStore()).checkpoint(str(checkpoint_or_run), best=True)
-    if row is None:
-        raise CheckpointError(f"run {checkpoint_or_run!r} has no best checkpoint")
-    return Path(row["path"])
-
-
 def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
                         device: str | torch.device = "cpu") -> LoadedStrategy:
     """Rebuild a strategy network and the frozen price network it was trained on (weights_only)."""
-    path = _resolve(checkpoint_or_run, store)
+    path, recorded = resolve_checkpoint(checkpoint_or_run, store)
     ckpt = load_checkpoint(path)
+    sha = file_sha256(path)
+    if recorded is not None and recorded != sha:
+        raise CheckpointError(f"{path}: file changed since the run recorded it (sha256 mismatch)")
     try:
         configs, extra = ckpt["configs"], ckpt["extra"]
         model_cfg = from_dict(StrategyModelConfig, configs["model"])
@@ -106,8 +99,7 @@ def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = 
                               "since the strategy was trained (sha256 mismatch)")
     model = StrategyNetwork(model_cfg)
     load_model_state(model, ckpt["model"], path)
-    return LoadedStrategy(model.to(device).eval(), model_cfg, data_cfg, price, mean, std,
-                          file_sha256(path), path)
+    return LoadedStrategy(model.to(device).eval(), model_cfg, data_cfg, price, mean, std, sha, path)
 
 
 def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,

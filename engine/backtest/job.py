@@ -19,7 +19,7 @@ from engine.backtest.signals import export_signals
 from engine.backtest.run import BacktestResult, forecast_positions, run_backtest
 from engine.config import BacktestConfig, DataConfig, to_dict
 from engine.data import BarTable, WindowSet, build_windows, chronological_split, load_bars
-from engine.forecast import LoadedPriceModel, forecast_many, load_price_model
+from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
 from engine.policy import LoadedStrategy, load_strategy_model, strategy_positions
 from engine.store import RunStore
 from engine.training.checkpoint import file_sha256, load_checkpoint
@@ -44,14 +44,9 @@ class Source:
         return (self.strategy or self.price).sha256
 
 
-def _is_run_id(source: str) -> bool:
-    path = Path(source)
-    return not (path.suffix or path.exists() or any(s in source for s in "/\\"))
-
-
 def load_source(source: str, store: RunStore) -> Source:
     """A run id (its best checkpoint) or a checkpoint path; never executes code from the file."""
-    run_id = source if _is_run_id(source) else None
+    run_id = source if is_run_id(source) else None
     if run_id is not None:
         record = store.get_run(run_id)
         if record is None:
