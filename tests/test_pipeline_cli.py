@@ -110,6 +110,18 @@ def test_exported_csv_rows_match_the_backtest_frame(pipeline):
     assert float(rows[-1]["pred_t7"]) == pytest.approx(frame["pred_7"].iloc[-1], rel=1e-9)
 
 
+def test_walk_forward_from_the_cli_records_its_folds(pipeline, capsys):
+    code, out = run_cli(capsys, "--db", str(pipeline["db"]), "backtest", "--run",
+                        pipeline["price"]["run_id"], "--data", "spx", "--walk-forward", "2",
+                        "--walk-forward-fraction", "0.1")
+    assert code == 0
+    assert len(out["walk_forward"]) == 2
+    assert set(out["baselines"]) >= {"buy_and_hold", "follow_forecast"}
+    code = cli.main(["--db", str(pipeline["db"]), "backtest", "--run", pipeline["price"]["run_id"],
+                     "--data", "spx", "--walk-forward", "0"])
+    assert code == 2 and "at least one fold" in capsys.readouterr().err
+
+
 def test_forecast_prints_seven_dated_prices(pipeline, capsys):
     code, out = run_cli(capsys, "--db", str(pipeline["db"]), "forecast", "--run",
                         pipeline["price"]["run_id"], "--data", "spx", "--date", "2015-06-01")

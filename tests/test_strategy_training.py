@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import engine.policy as policy
@@ -108,3 +109,25 @@ def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
     assert not overlaps_training(src, "goog", bars, f"{test_start:%Y-%m-%d}")
     assert not overlaps_training(src, "aapl", load_bars("aapl"), "2005-01-03")
     assert record["run_id"] == run_id and record["config"]["cost_bps"] == 5
+
+
+def test_walk_forward_retrains_per_fold_and_never_trains_on_a_traded_day(strategy_run):
+    from engine.backtest.walkforward import walk_forward_job
+
+    store, run_id = strategy_run
+    events = list(walk_forward_job(run_id, "goog", folds=2, cfg=BacktestConfig(), store=store,
+                                   fraction=0.2))
+    done = events[-1]
+    assert done.status == "finished", done.error
+    record = store.get_backtest(done.run_id)
+    folds = record["config"]["walk_forward"]
+    frame = load_backtest_frame(record)
+    assert len(folds) == 2 and frame.index[0] == pd.Timestamp(folds[0]["start"])
+    assert frame.index[-1] == pd.Timestamp(folds[1]["end"])
+    for fold in folds:
+        price_run, strat_run = fold["runs"]
+        for run in (price_run, strat_run):
+            cut = store.get_run(run)["config"]["data"]["end"]
+            assert pd.Timestamp(cut) < pd.Timestamp(fold["start"])  # retrained on the past only
+        assert store.get_run(strat_run)["parent_run"] == price_run
+    assert folds[0]["end"] < folds[1]["start"]

@@ -112,6 +112,17 @@ def load_backtest_frame(record: dict) -> pd.DataFrame:
     return frame.set_index("date")
 
 
+def positions_for(src: Source, ws: WindowSet, days: np.ndarray) -> tuple[pd.Series, pd.DataFrame]:
+    """What `src` decides on decision days of one instrument: positions 0..10 and the 7
+    predicted closes, both indexed by date."""
+    dates = ws.dates[days]
+    predicted = pd.DataFrame(forecast_many(src.price, ws, days), index=dates, columns=PRED_COLUMNS)
+    if src.strategy is not None:
+        return pd.Series(strategy_positions(src.strategy, ws, days), index=dates), predicted
+    close = pd.Series(ws.close, index=ws.dates)
+    return forecast_positions(close, predicted).loc[dates], predicted
+
+
 def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
                cancel: CancelToken | None = None) -> BacktestResult:
     """Positions and forecasts of `src` over cfg's period (default: default_period)."""
@@ -123,15 +134,10 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
     if len(days) < 2:
         raise ValueError(f"{data}: fewer than two decision days between {cfg.start} and {cfg.end} "
                          f"(the first day with enough history is {ws.dates[first]:%Y-%m-%d})")
-    dates = ws.dates[days]
-    predicted = pd.DataFrame(forecast_many(src.price, ws, days), index=dates, columns=PRED_COLUMNS)
-    close = pd.Series(ws.close, index=ws.dates)
     if cancel is not None and cancel.cancelled:
         raise InterruptedError
-    if src.strategy is not None:
-        positions = pd.Series(strategy_positions(src.strategy, ws, days), index=dates)
-    else:
-        positions = forecast_positions(close, predicted).loc[dates]
+    positions, predicted = positions_for(src, ws, days)
+    close = pd.Series(ws.close, index=ws.dates)
     return run_backtest(close, positions, cfg, predicted=predicted)
 
 
@@ -177,5 +183,5 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
     return path, rows
 
 
-__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "overlaps_training", "load_backtest_frame",
+__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "positions_for", "overlaps_training", "load_backtest_frame",
            "Source", "PRED_COLUMNS"]

@@ -57,6 +57,11 @@ def _configure_backtest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ashare-rules", action="store_true",
                         help="no buying at a limit-up close, no selling at a limit-down close, T+1")
     parser.add_argument("--risk-free", type=float, default=0.0, help="annual risk-free rate")
+    parser.add_argument("--walk-forward", type=int, metavar="FOLDS",
+                        help="retrain the run FOLDS times on expanding windows and trade each "
+                             "following block out of sample (with --run)")
+    parser.add_argument("--walk-forward-fraction", type=float, default=0.5, metavar="F",
+                        help="share of the history the walk-forward blocks cover (default %(default)s)")
 
 
 def _metric_line(name: str, m: dict) -> str:
@@ -82,20 +87,30 @@ def run_backtest_command(args: argparse.Namespace) -> Output:
                          ashare_rules=args.ashare_rules, start=args.start, end=args.end,
                          risk_free=args.risk_free)
     store = open_store(args)
+    source = args.checkpoint or args.run
     with cancel_on_sigint() as token:
+        if args.walk_forward is not None:
+            from engine.backtest.walkforward import walk_forward_job
+
+            job = walk_forward_job(source, args.data, folds=args.walk_forward, cfg=cfg, store=store,
+                                   fraction=args.walk_forward_fraction, cancel=token)
+        else:
+            job = backtest_job(source, args.data, cfg=cfg, store=store, cancel=token)
         try:
-            finished = follow(backtest_job(args.checkpoint or args.run, args.data, cfg=cfg,
-                                           store=store, cancel=token), "backtest")
+            finished = follow(job, "backtest")
         except ValueError as exc:
             raise BadInput(str(exc)) from None
     if finished.status != "finished":
-        return Output({"backtest_id": None, "status": finished.status}, finished.status, 130)
+        code = 130 if finished.status == "cancelled" else 1
+        return Output({"backtest_id": None, "status": finished.status, "error": finished.error},
+                      f"backtest {finished.status}: {finished.error or ''}", code)
     record = store.get_backtest(finished.run_id)
     metrics = {k: v for k, v in record["metrics"].items() if k != "per_regime"}
     data = {"backtest_id": finished.run_id, "run_id": record["run_id"], "dataset": record["dataset"],
             "start": record["config"]["start"], "end": record["config"]["end"],
             "metrics": metrics, "baselines": record["baselines"],
-            "per_regime": record["metrics"].get("per_regime", {})}
+            "per_regime": record["metrics"].get("per_regime", {}),
+            "walk_forward": record["config"].get("walk_forward")}
     lines = [f"backtest {finished.run_id}: {record['dataset']} {data['start']} .. {data['end']}",
              _metric_line("strategy", metrics)]
     lines += [_metric_line(name, m) for name, m in record["baselines"].items()]

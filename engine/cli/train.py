@@ -111,7 +111,9 @@ def follow(events: Iterator[Event], label: str) -> Finished:
     last_val = ""
     try:
         for event in events:
-            if isinstance(event, RunStarted):
+            if isinstance(event, RunStarted):  # a walk-forward job starts one run per fold
+                if bar is not None:
+                    bar.close()
                 bar = ProgressBar(event.total_steps, f"{label} {event.run_id}")
             elif isinstance(event, StepEvent) and bar is not None:
                 bar.update(event.step, f"loss {event.loss:.4g} {last_val}")
