@@ -6,6 +6,7 @@ process, e.g. a torchrun rank) writes; every write is one short transaction.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -26,8 +27,15 @@ import sqlite_utils
 STATUSES = ("running", "finished", "cancelled", "failed", "interrupted")
 STALE_HEARTBEAT_S = 600.0  # a running row whose writer has been silent this long is dead
 BUSY_TIMEOUT_MS = 30_000
+# SQLite messages of a fault outside the program (not a bug): explained to the user
+_RESOURCE_FAULTS = ("readonly", "read-only", "unable to open", "full", "locked", "disk i/o")
 _JSON_COLUMNS = ("config", "versions", "metrics", "baselines", "frame_json")
 _HOST = socket.gethostname()
+
+
+class RunStoreError(RuntimeError):
+    """The run history cannot be opened or written (read-only folder, disk full, locked too long);
+    the message names the file and what to do."""
 
 
 def default_db_path() -> Path:
@@ -134,13 +142,31 @@ class RunStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.runs_dir = self.path.parent / "runs"
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate()
-        self.mark_interrupted()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._migrate()
+            self.mark_interrupted()
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            raise RunStoreError(self.explain(exc)) from exc
+
+    def explain(self, exc: BaseException) -> str:
+        """A message a user can act on for an OS or SQLite failure of the history file."""
+        text = str(exc) or type(exc).__name__
+        if "full" in text or getattr(exc, "errno", None) == errno.ENOSPC:
+            hint = "the disk is full: free some space and try again"
+        elif "not a database" in text or "malformed" in text:
+            hint = "the file is damaged: move it away (a new history is started) or restore a backup"
+        elif "locked" in text:
+            hint = f"another program kept it locked for over {BUSY_TIMEOUT_MS // 1000} s"
+        else:
+            hint = (f"the run-history folder {self.path.parent} is not writable (read-only or no "
+                    "permission): fix its permissions or set QUANT_WORKSTATION_HOME to a writable folder")
+        return f"run history {self.path}: {text}; {hint}"
 
     # connections -------------------------------------------------------------------------------
     @property
@@ -159,14 +185,19 @@ class RunStore:
     @contextmanager
     def _tx(self) -> Iterator[sqlite_utils.Database]:
         """One short write transaction (BEGIN IMMEDIATE: take the write lock up front, no upgrade)."""
-        db = self.db
-        db.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.conn.rollback()
-            raise
-        db.conn.commit()
+            db = self.db
+            db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.conn.rollback()
+                raise
+            db.conn.commit()
+        except sqlite3.OperationalError as exc:
+            if not any(k in str(exc).lower() for k in _RESOURCE_FAULTS):
+                raise
+            raise RunStoreError(self.explain(exc)) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -194,16 +225,28 @@ class RunStore:
     # runs --------------------------------------------------------------------------------------
     def create_run(self, kind: str, *, dataset: str, fingerprint: str, config: dict, seed: int,
                    device: str, parent_run: str | None = None, status: str = "running") -> str:
-        run_id = _new_id(kind)
-        with self._tx() as db:
-            db["runs"].insert({
-                "run_id": run_id, "kind": kind, "status": status, "dataset": dataset,
-                "fingerprint": fingerprint, "config": json.dumps(config), "seed": seed,
-                "device": device, "versions": json.dumps(package_versions()),
-                "parent_run": parent_run, "started": _now(), "ended": None, "step": 0,
-                "metrics": json.dumps({}), "error": None, **self._writer(),
-            })
-        return run_id
+        return self._insert_new("runs", "run_id", kind, {
+            "kind": kind, "status": status, "dataset": dataset,
+            "fingerprint": fingerprint, "config": json.dumps(config), "seed": seed,
+            "device": device, "versions": json.dumps(package_versions()),
+            "parent_run": parent_run, "started": _now(), "ended": None, "step": 0,
+            "metrics": json.dumps({}), "error": None, **self._writer(),
+        })
+
+    def _insert_new(self, table: str, key: str, prefix: str, row: dict[str, Any]) -> str:
+        """Insert `row` under a fresh id. Ids are per second plus a short random part, so two
+        windows or a batch script creating rows in the same second may clash: draw another."""
+        tries = 8
+        while True:
+            new_id = _new_id(prefix)
+            try:
+                with self._tx() as db:
+                    db[table].insert({key: new_id, **row})
+                return new_id
+            except sqlite3.IntegrityError:
+                tries -= 1
+                if not tries:
+                    raise
 
     @staticmethod
     def _writer() -> dict[str, Any]:
@@ -317,16 +360,13 @@ class RunStore:
     # backtests and exports ---------------------------------------------------------------------
     def add_backtest(self, run_id: str | None, *, dataset: str, config: dict, metrics: dict,
                      baselines: dict, frame_json: Any) -> str:
-        backtest_id = _new_id("backtest")
-        with self._tx() as db:
-            db["backtests"].insert({
-                "backtest_id": backtest_id, "run_id": run_id, "dataset": dataset,
-                "config": json.dumps(config), "metrics": json.dumps(metrics),
-                "baselines": json.dumps(baselines),
-                "frame_json": frame_json if isinstance(frame_json, str) else json.dumps(frame_json),
-                "created": _now(),
-            })
-        return backtest_id
+        return self._insert_new("backtests", "backtest_id", "backtest", {
+            "run_id": run_id, "dataset": dataset,
+            "config": json.dumps(config), "metrics": json.dumps(metrics),
+            "baselines": json.dumps(baselines),
+            "frame_json": frame_json if isinstance(frame_json, str) else json.dumps(frame_json),
+            "created": _now(),
+        })
 
     def get_backtest(self, backtest_id: str) -> dict | None:
         rows = list(self.db.query("SELECT * FROM backtests WHERE backtest_id = ?", [backtest_id]))
@@ -338,13 +378,10 @@ class RunStore:
             f"SELECT * FROM backtests {where} ORDER BY created DESC, backtest_id DESC", args)]
 
     def add_export(self, backtest_id: str, path: str | Path, rows: int, sha256: str) -> str:
-        export_id = _new_id("export")
-        with self._tx() as db:
-            db["exports"].insert({
-                "export_id": export_id, "backtest_id": backtest_id, "path": str(path),
-                "rows": rows, "sha256": sha256, "created": _now(),
-            })
-        return export_id
+        return self._insert_new("exports", "export_id", "export", {
+            "backtest_id": backtest_id, "path": str(path), "rows": rows, "sha256": sha256,
+            "created": _now(),
+        })
 
     def list_exports(self, backtest_id: str) -> list[dict]:
         return list(self.db.query(
@@ -366,4 +403,4 @@ class RunStore:
                     shutil.rmtree(folder)
 
 
-__all__ = ["RunStore", "default_db_path", "package_versions", "STATUSES", "SCHEMA_VERSION"]
+__all__ = ["RunStore", "RunStoreError", "default_db_path", "package_versions", "STATUSES", "SCHEMA_VERSION"]

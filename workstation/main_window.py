@@ -6,22 +6,30 @@ their actions (export signals, backtest) plug in without reshaping this file.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QIODevice, QSaveFile, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QApplication, QDockWidget, QMainWindow, QMenu, QMessageBox, QTabWidget, QWidget
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QTabWidget,
+                               QWidget)
 
 import engine
+from engine.backtest.job import export_backtest_signals
 from engine.store import RunStore
 from engine.training.events import Finished
 from workstation import theme
 from workstation.jobs import JobRunner
+from workstation.panels.backtest_panels import EquityPanel, PositionsPanel, load_view
 from workstation.panels.data_panel import DataPanel
+from workstation.panels.forecast_panel import ForecastPanel
+from workstation.panels.history_panel import HistoryPanel, resume_job
 from workstation.panels.training_panel import TrainingPanel
 from workstation.status import StatusBar
+from workstation.wizards.backtest_wizard import BacktestRequest, BacktestWizard
 from workstation.wizards.train_wizard import TrainRequest, TrainWizard
 
 APP_TITLE = "Quant Workstation"
-STATE_VERSION = 1  # bump when dock names change so an old saved layout is ignored
+STATE_VERSION = 2  # bump when dock names change so an old saved layout is ignored
 
 
 class MainWindow(QMainWindow):
@@ -47,6 +55,8 @@ class MainWindow(QMainWindow):
         self.panels: dict[str, QWidget] = {}
         self.actions_: dict[str, QAction] = {}
         self.train_wizard: TrainWizard | None = None
+        self.backtest_wizard: BacktestWizard | None = None
+        self.backtest_id: str | None = None  # the backtest the Positions and Equity panels show
         self._close_when_idle = False
         self.status = StatusBar(str(self.store.path))
         self.setStatusBar(self.status)
@@ -55,6 +65,15 @@ class MainWindow(QMainWindow):
         self.training_panel = TrainingPanel(self.runner, self.palette_)
         self.add_panel("dataDock", "Data", self.data_panel)
         self.add_panel("trainingDock", "Training", self.training_panel, tabify_with="dataDock")
+        self.forecast_panel = ForecastPanel(self.store, self.data_panel.sources, self.data_panel.bars, self.palette_)
+        self.positions_panel = PositionsPanel(self.palette_)
+        self.equity_panel = EquityPanel(self.palette_)
+        self.history_panel = HistoryPanel(self.store, self.palette_)
+        for name, title, panel in (("forecastDock", "Forecast", self.forecast_panel),
+                                   ("positionsDock", "Positions and regimes", self.positions_panel),
+                                   ("equityDock", "Equity", self.equity_panel),
+                                   ("historyDock", "History", self.history_panel)):
+            self.add_panel(name, title, panel, tabify_with="dataDock")
         self.docks["dataDock"].raise_()
         self._build_menus()
         self._connect_runner()
@@ -106,11 +125,13 @@ class MainWindow(QMainWindow):
         a("import", "&Import data…", "Import a file of daily bars (CSV, terminal export, Excel)",
           QKeySequence.StandardKey.Open, lambda: self.data_panel.choose_file())
         a("export_signals", "&Export signals…", "Export the positions of a backtest as CSV",
-          "Ctrl+E", enabled=False)
+          "Ctrl+E", self.export_signals, enabled=False)
+        a("save_png", "Save chart as &PNG…", "Save the chart of the panel in front as a PNG image", "Ctrl+Shift+S",
+          self.save_chart_png)
         a("quit", "&Quit", "Quit the workstation", QKeySequence.StandardKey.Quit, self.close)
         a("train", "&Train…", "Train a price or strategy network", QKeySequence.StandardKey.New,
           self.open_train_wizard)
-        a("backtest", "&Backtest…", "Backtest a trained model", "Ctrl+B", enabled=False)
+        a("backtest", "&Backtest…", "Backtest a trained model", "Ctrl+B", lambda: self.open_backtest_wizard())
         a("cancel", "&Cancel job", "Stop the running job at its next step", "Esc", self.runner.cancel,
           enabled=False)
         a("reset_layout", "&Reset layout", "Put every panel back where it started", "Ctrl+Shift+R",
@@ -120,7 +141,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.actions_["import"], self.actions_["export_signals"]])
+        file_menu.addActions([self.actions_[k] for k in ("import", "export_signals", "save_png")])
         file_menu.addSeparator()
         file_menu.addAction(self.actions_["quit"])
         run_menu = bar.addMenu("&Run")
@@ -166,6 +187,84 @@ class MainWindow(QMainWindow):
         self.docks["trainingDock"].show()
         self.docks["trainingDock"].raise_()
 
+    def open_backtest_wizard(self, run_id: str | None = None) -> BacktestWizard:
+        """Open the wizard (optionally with a run chosen); accepting it starts the backtest job."""
+        if self.runner.is_running():
+            self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
+            return self.backtest_wizard
+        self.backtest_wizard = BacktestWizard(self.store, self.data_panel.sources(), self.data_panel.bars,
+                                              run_id, self)
+        self.backtest_wizard.accepted.connect(lambda: self.start_backtest(self.backtest_wizard.request()))
+        self.backtest_wizard.open()
+        return self.backtest_wizard
+
+    def start_backtest(self, request: BacktestRequest) -> None:
+        self._start_job(request.job(self.store), f"Backtest of {request.source} on {request.data}", "equityDock")
+
+    def resume_run(self, run_id: str) -> None:
+        record = self.store.get_run(run_id)
+        if record is None or self.runner.is_running():
+            self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
+            return
+        self._start_job(resume_job(self.store, record), f"Resuming {record['kind']} run {run_id}", "trainingDock")
+
+    def _start_job(self, job, name: str, dock: str) -> None:
+        self.runner.start(job, name)
+        self.status.job_started(name)
+        self.docks[dock].show()
+        self.docks[dock].raise_()
+
+    def show_backtest(self, backtest_id: str) -> None:
+        """Fill the Positions and Equity panels from a recorded backtest; it becomes the one exported."""
+        view = load_view(self.store, backtest_id, self.data_panel.bars)
+        self.positions_panel.show_backtest(view)
+        self.equity_panel.show_backtest(view)
+        self.backtest_id = backtest_id
+        self.actions_["export_signals"].setEnabled(True)
+        self.docks["equityDock"].raise_()
+
+    def show_forecast(self, run_id: str) -> None:
+        self.forecast_panel.set_model(run_id)
+        self.docks["forecastDock"].show()
+        self.docks["forecastDock"].raise_()
+
+    def export_signals(self) -> None:
+        """Save the shown backtest's signals CSV (atomic) where the user chooses; recorded in the history."""
+        settings = QSettings()
+        folder = Path(str(settings.value("folders/export", Path.home())))
+        path, _ = QFileDialog.getSaveFileName(self, "Export signals", str(folder / f"{self.backtest_id}.csv"),
+                                              "CSV files (*.csv)")
+        if not path:
+            return
+        try:
+            written, rows = export_backtest_signals(self.store, self.backtest_id, path)
+        except (OSError, ValueError) as error:
+            QMessageBox.warning(self, "Export failed", str(error))
+            return
+        settings.setValue("folders/export", str(written.parent))
+        self.statusBar().showMessage(f"Exported {rows} rows to {written}", 8000)
+        self.history_panel.refresh()
+
+    def save_chart_png(self) -> None:
+        """Save the chart of the panel in front (QWidget.grab: pyqtgraph's SVG export is broken)."""
+        chart = next((panel.chart_widget() for panel in self.panels.values()
+                      if hasattr(panel, "chart_widget") and not panel.visibleRegion().isEmpty()), None)
+        if chart is None:
+            self.statusBar().showMessage("Bring a chart panel to the front first.", 5000)
+            return
+        settings = QSettings()
+        folder = Path(str(settings.value("folders/png", Path.home())))
+        path, _ = QFileDialog.getSaveFileName(self, "Save chart as PNG", str(folder / "chart.png"),
+                                              "PNG images (*.png)")
+        if not path:
+            return
+        file = QSaveFile(path)
+        if not (file.open(QIODevice.OpenModeFlag.WriteOnly) and chart.grab().save(file, "PNG") and file.commit()):
+            QMessageBox.warning(self, "Save failed", f"Could not write {path}: {file.errorString()}")
+            return
+        settings.setValue("folders/png", str(Path(path).parent))
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+
     def set_theme(self, name: str) -> None:
         self.theme_name = name
         self._apply_palette()
@@ -198,13 +297,22 @@ class MainWindow(QMainWindow):
 
     def _connect_runner(self) -> None:
         self.runner.busy_changed.connect(self.actions_["cancel"].setEnabled)
-        self.runner.busy_changed.connect(lambda busy: self.actions_["train"].setEnabled(not busy))
+        for key in ("train", "backtest"):
+            self.runner.busy_changed.connect(lambda busy, k=key: self.actions_[k].setEnabled(not busy))
         self.runner.progress_changed.connect(self.status.job_progress)
         self.runner.finished.connect(self._on_job_finished)
+        self.history_panel.open_forecast.connect(self.show_forecast)
+        self.history_panel.open_backtest.connect(self.show_backtest)
+        self.history_panel.backtest_requested.connect(self.open_backtest_wizard)
+        self.history_panel.resume_requested.connect(self.resume_run)
 
     @Slot(object)
     def _on_job_finished(self, final: Finished) -> None:
         self.status.job_finished(self.runner.name, final.status)
+        self.history_panel.refresh()
+        self.forecast_panel.refresh()
+        if final.status == "finished" and self.store.get_backtest(final.run_id) is not None:
+            self.show_backtest(final.run_id)
         if self._close_when_idle:
             self.close()
 

@@ -8,11 +8,11 @@ formula get a leading single quote; numbers stay numbers.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from engine.atomic import atomic_write
 
 HORIZON = 7
 COLUMNS = (
@@ -52,17 +52,9 @@ def export_signals(frame: pd.DataFrame, path: str | Path, *, instrument: str, ru
     """Write the signals of a backtest frame (run_backtest's) to path; returns the row count."""
     path = Path(path)
     table = signals_table(frame, instrument, run_id, checkpoint_sha)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
-            # RFC 4180 line ends, so a cell holding CR or LF gets quoted
-            table.to_csv(fh, index=False, na_rep="", lineterminator="\r\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w", encoding="utf-8-sig", newline="") as fh:
+        # RFC 4180 line ends, so a cell holding CR or LF gets quoted
+        table.to_csv(fh, index=False, na_rep="", lineterminator="\r\n")
     return len(table)
 
 

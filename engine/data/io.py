@@ -54,6 +54,10 @@ _DATE = re.compile(
     r"|(?P<m3>\d{1,2})/(?P<d3>\d{1,2})/(?P<y3>\d{4}))(?=$|[\sT,，(（])"
 )
 _HEADER_SCAN = 20  # lines searched for the header row (exports may start with a title line)
+# Daily bars of a century are ~25k rows / a few MB: anything far larger is tick or minute data (or
+# not bars at all) and is refused before it is read, instead of freezing the app for minutes.
+MAX_FILE_BYTES = 512 * 2**20
+MAX_ROWS = 1_000_000
 
 
 class DataImportError(ValueError):
@@ -152,6 +156,11 @@ def _resolve(source: str | Path) -> tuple[Path, str, str]:
 
 def _read_grid(path: Path, label: str) -> list[list[str]]:
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataImportError(label, None, None, f"the file is {size / 2**20:,.0f} MB, over the "
+                                  f"{MAX_FILE_BYTES // 2**20} MB limit for daily bars: is it tick or "
+                                  "minute data? Export daily bars, or split the file")
         data = path.read_bytes()
     except OSError as exc:
         raise DataImportError(label, None, None, f"cannot read the file: {exc.strerror}") from None
@@ -166,12 +175,17 @@ def _read_grid(path: Path, label: str) -> list[list[str]]:
     if text.lstrip()[:1] == "<":
         raise DataImportError(label, None, None, "an HTML/XML page, not a table of bars; save the "
                               "table as CSV or .xlsx")
+    _check_rows(text.count("\n") - 1, label)  # minus the header
     return [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))]
 
 
 def _decode(data: bytes, label: str) -> str:
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return data.decode("utf-16")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DataImportError(label, None, None, f"damaged UTF-16 text (at byte {exc.start}); "
+                                  "re-save it as UTF-8") from None
     if b"\x00" in data[:4096]:
         raise DataImportError(label, None, None, "binary data (NUL bytes), not a text table of bars")
     for encoding in ("utf-8-sig", "gb18030"):
@@ -195,11 +209,18 @@ def _read_xlsx(data: bytes, label: str) -> list[list[str]]:
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        rows = list(book.worksheets[0].iter_rows(values_only=True))
+        rows = list(itertools.islice(book.worksheets[0].iter_rows(values_only=True), MAX_ROWS + 2))
     except Exception as exc:  # openpyxl raises many types for a damaged workbook
         raise DataImportError(label, None, None, f"not a readable .xlsx workbook ({exc})") from None
+    _check_rows(len(rows) - 1, label)
     grid = pd.DataFrame(rows, dtype=object)
     return grid.where(grid.notna(), "").astype(str).to_numpy().tolist()
+
+
+def _check_rows(rows: int, label: str) -> None:
+    if rows > MAX_ROWS:
+        raise DataImportError(label, None, None, f"over {MAX_ROWS:,} rows: far more than daily bars "
+                              "(tick or minute data?); export daily bars, or split the file")
 
 
 def _normal(name: str) -> str:

@@ -7,15 +7,15 @@ anything else in it is reported as a CheckpointError naming the file.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from engine.atomic import atomic_write
 
 FORMAT = "quant-workstation-checkpoint"
 VERSION = 1
@@ -26,10 +26,14 @@ class CheckpointError(ValueError):
 
 
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+        return _stream_sha256(f)
+
+
+def _stream_sha256(f: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -57,15 +61,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
 
 
-def _fsync_dir(folder: Path) -> None:
-    if os.name == "posix":  # directories cannot be opened for fsync on Windows
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
                     optimizer_state: dict | None = None, scheduler_state: dict | None = None,
                     step: int = 0, epoch: int = 0, configs: dict[str, dict] | None = None,
@@ -74,26 +69,16 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
 
     Returns the sha256 of the written file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "version": VERSION, "model": model_state, "optimizer": optimizer_state,
         "scheduler": scheduler_state, "step": int(step), "epoch": int(epoch),
         "configs": configs or {}, "extra": extra or {}, "rng": rng,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        sha = file_sha256(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return sha
+    with atomic_write(path, "w+b") as f:
+        torch.save(payload, f)
+        f.flush()
+        f.seek(0)
+        return _stream_sha256(f)  # the bytes about to be renamed into place
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,0 +1,272 @@
+"""What the price network says: its next-7-closes path from the latest bar and from any earlier day
+the user clicks, with the closes that actually followed and the error per horizon.
+
+A forecast reads one window, so it runs on the UI thread; checkpoints are loaded once per run and
+windows once per dataset (both cached), so switching back and forth costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from engine.data import BarTable, WindowSet, build_windows, load_bars
+from engine.forecast import Forecast, LoadedPriceModel, forecast, load_price_model
+from engine.store import RunStore
+from workstation.charts import PriceChart
+from workstation.theme import Palette
+
+FUTURE_BARS = 7  # the chart leaves room for the forecast after the last bar
+VISIBLE_BARS = 160
+COLUMNS = ["h", "Date", "Predicted", "Change", "Actual", "Error"]
+
+
+class ForecastPanel(QWidget):
+    """Model and dataset selectors, the candle chart with forecast paths, the table of one forecast."""
+
+    def __init__(self, store: RunStore, sources: Callable[[], list[tuple[str, str]]],
+                 bars: Callable[[str], BarTable], palette: Palette, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("forecastPanel")
+        self.store, self._sources, self._bars, self.palette_ = store, sources, bars, palette
+        self._models: dict[str, LoadedPriceModel] = {}
+        self._windows: dict[tuple, WindowSet] = {}
+        self.ws: WindowSet | None = None
+        self.latest: Forecast | None = None
+        self.picked: Forecast | None = None
+        self.picked_index: int | None = None
+        self.model = QComboBox()
+        self.model.setToolTip("A finished price run from the history (its best checkpoint)")
+        self.model.setMinimumContentsLength(28)
+        self.dataset = QComboBox()
+        self.dataset.setToolTip("The dataset to forecast")
+        self.latest_button = QPushButton("Latest")
+        self.latest_button.setToolTip("Forget the picked day: the table shows the forecast from the latest bar")
+        self.status = QLabel("Click a day on the chart to see what the model predicted from it.")
+        self.status.setProperty("role", "muted")
+        self.chart = PriceChart(palette)
+        self._build_items()
+        self.table = QTableWidget(7, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.table_title = QLabel()
+        self._layout()
+        self.model.currentIndexChanged.connect(self._on_model)
+        self.dataset.currentIndexChanged.connect(self._on_dataset)
+        self.latest_button.clicked.connect(lambda: self.pick(None))
+        self.chart.scene().sigMouseClicked.connect(self._on_click)
+        self.refresh()
+
+    def _build_items(self) -> None:
+        p, plot = self.palette_, self.chart.price_plot
+        self.latest_curve = plot.plot(pen=pg.mkPen(p.accent, width=2), symbol="o", symbolSize=5,
+                                      symbolBrush=p.accent, symbolPen=None)
+        self.picked_curve = plot.plot(pen=pg.mkPen(p.series[1], width=2), symbol="o", symbolSize=5,
+                                      symbolBrush=p.series[1], symbolPen=None)
+        self.actual_curve = plot.plot(pen=pg.mkPen(p.text, width=1, style=Qt.PenStyle.DashLine), symbol="x",
+                                      symbolSize=7, symbolBrush=p.text, symbolPen=pg.mkPen(p.text))
+        self.picked_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(p.series[1], width=1))
+        self.picked_line.setVisible(False)
+        plot.addItem(self.picked_line, ignoreBounds=True)
+        legend = plot.addLegend(offset=(10, 10), brush=pg.mkBrush(p.base + "d0"))
+        for curve, name in ((self.latest_curve, "forecast from the latest bar"),
+                            (self.picked_curve, "forecast from the picked day"),
+                            (self.actual_curve, "actual closes")):
+            legend.addItem(curve, name)
+
+    def _layout(self) -> None:
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Model"))
+        top.addWidget(self.model, 2)
+        top.addWidget(QLabel("Dataset"))
+        top.addWidget(self.dataset, 1)
+        top.addWidget(self.latest_button)
+        side = QWidget()
+        column = QVBoxLayout(side)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.table_title)
+        column.addWidget(self.table, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.chart)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 1)
+        splitter.setSizes([900, 420])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.status)
+        layout.addWidget(splitter, 1)
+
+    def chart_widget(self) -> QWidget:
+        return self.chart
+
+    # --- selection ----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read the finished price runs and the datasets, keeping the current choices."""
+        run, source = self.model.currentData(), self.dataset.currentData()
+        for box in (self.model, self.dataset):
+            box.blockSignals(True)
+            box.clear()
+        for record in self.store.list_runs(kind="price", status="finished"):
+            self.model.addItem(f"{record['run_id']} · {record['dataset']}", record["run_id"])
+        for label, value in self._sources():
+            self.dataset.addItem(label, value)
+        for box, value in ((self.model, run), (self.dataset, source)):
+            box.setCurrentIndex(max(0, box.findData(value)))
+            box.blockSignals(False)
+        if self.model.count() == 0:
+            self.status.setText("No finished price run yet: train one (Run ▸ Train…, Ctrl+N).")
+        if (self.model.currentData(), self.dataset.currentData()) != (run, source):
+            self._show()  # a new choice only: a refresh after some other job keeps the picked day
+
+    def set_model(self, run_id: str) -> None:
+        """Select a price run (opened from the history); its first training dataset comes with it."""
+        if self.model.findData(run_id) < 0:
+            self.refresh()
+        record = self.store.get_run(run_id)
+        trained_on = (record or {}).get("config", {}).get("sources", [])
+        if trained_on and self.dataset.findData(trained_on[0]) >= 0:
+            self.dataset.blockSignals(True)
+            self.dataset.setCurrentIndex(self.dataset.findData(trained_on[0]))
+            self.dataset.blockSignals(False)
+        self.model.setCurrentIndex(self.model.findData(run_id))
+        self._show()
+
+    def set_dataset(self, source: str) -> None:
+        self.dataset.setCurrentIndex(self.dataset.findData(source))
+
+    @Slot()
+    def _on_model(self) -> None:
+        self._show()
+
+    @Slot()
+    def _on_dataset(self) -> None:
+        self._show()
+
+    def loaded(self) -> LoadedPriceModel | None:
+        """The selected run's network, loaded once (weights only) and cached."""
+        run_id = self.model.currentData()
+        if run_id and run_id not in self._models:
+            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                self._models[run_id] = load_price_model(run_id, self.store)
+            finally:
+                QGuiApplication.restoreOverrideCursor()
+        return self._models.get(run_id)
+
+    def _windows_for(self, loaded: LoadedPriceModel, source: str) -> WindowSet:
+        """The dataset imported as the model was trained (adjusted or not), windowed once."""
+        cfg = loaded.model_cfg
+        key = (source, loaded.data_cfg.adjust, cfg.window, cfg.horizon)
+        if key not in self._windows:
+            bars = self._bars(source) if loaded.data_cfg.adjust else load_bars(source, adjust=False)
+            self._windows[key] = build_windows(bars, cfg.window, cfg.horizon)
+        return self._windows[key]
+
+    # --- forecasting --------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        """Chart the dataset and the latest forecast; a picked day is forgotten (other dates)."""
+        source = self.dataset.currentData()
+        if source is None:
+            return
+        try:
+            loaded = self.loaded()
+            bars = self._bars(source)
+            self.ws = self._windows_for(loaded, source) if loaded else None
+        except Exception as error:  # a bad checkpoint or file: say so, keep the panel usable
+            self.status.setText(f"Cannot forecast: {error}")
+            self.ws = None
+            bars = None
+        if bars is not None:
+            self._chart_bars(bars)
+        self.latest = forecast(loaded, self.ws) if self.ws is not None else None
+        self._draw_path(self.latest_curve, self.latest, len(self.ws.dates) - 1 if self.ws else None)
+        self.pick(None)
+        if self.latest:
+            self.status.setText(f"Forecast from the latest bar ({self.latest.asof}). Click an earlier day "
+                                "to compare a forecast with what happened.")
+
+    def _chart_bars(self, bars: BarTable) -> None:
+        """Candles with room on the right for the path beyond the last bar."""
+        self.chart.set_bars(bars.frame, bars.instrument)
+        n, room = len(bars.frame), FUTURE_BARS + 2
+        for plot in (self.chart.price_plot, self.chart.volume_plot):
+            plot.setLimits(xMax=n + room)
+        self.chart.show_range(n - VISIBLE_BARS, n + room)
+
+    def pick(self, index: int | None) -> None:
+        """Forecast from bar `index` (None: back to the latest bar) and fill the table."""
+        ws = self.ws
+        self.picked, self.picked_index = None, None
+        if ws is not None and index is not None:
+            if not ws.window - 1 <= index < len(ws.dates):
+                self.status.setText(f"{ws.instrument}: a forecast needs {ws.window} days of history; the "
+                                    f"first day with enough is {ws.dates[ws.window - 1]:%Y-%m-%d}.")
+            else:
+                self.picked = forecast(self.loaded(), ws, f"{ws.dates[index]:%Y-%m-%d}")
+                self.picked_index = index
+        self._draw_path(self.picked_curve, self.picked, self.picked_index)
+        self.picked_line.setVisible(self.picked is not None)
+        if self.picked is not None:
+            self.picked_line.setPos(self.picked_index)
+        self._fill_table()
+
+    def _draw_path(self, curve: pg.PlotDataItem, fc: Forecast | None, index: int | None) -> None:
+        """The path from the close of day `index` through the 7 predicted closes (x = bar index)."""
+        if fc is None or index is None:
+            curve.setData([], [])
+            return
+        x = index + np.arange(len(fc.prices) + 1, dtype=float)
+        curve.setData(x, np.r_[self.ws.close[index], fc.prices])
+
+    def _fill_table(self) -> None:
+        ws, fc = self.ws, self.picked or self.latest
+        index = self.picked_index if self.picked is not None else (len(ws.dates) - 1 if ws else None)
+        self.actual_curve.setData([], [])
+        if fc is None:
+            self.table_title.setText("No forecast")
+            self.table.clearContents()
+            return
+        days = index + np.arange(1, len(fc.prices) + 1)
+        known = days < len(ws.dates)
+        actual = np.where(known, ws.close[np.minimum(days, len(ws.dates) - 1)], np.nan)
+        dates = [f"{ws.dates[d]:%Y-%m-%d}" if k else fc.dates[h] for h, (d, k) in enumerate(zip(days, known))]
+        predicted = np.asarray(fc.prices)
+        self.errors = (predicted - actual) / actual
+        if known.any():
+            self.actual_curve.setData(np.r_[index, days[known]].astype(float),
+                                      np.r_[ws.close[index], actual[known]])
+        where = "picked day" if self.picked is not None else "latest bar"
+        mae = np.nanmean(np.abs(self.errors)) if known.any() else np.nan
+        self.table_title.setText(f"<b>Forecast from {fc.asof}</b> ({where}, close {ws.close[index]:,.2f})"
+                                 + (f" · mean abs error {mae:.2%}" if np.isfinite(mae) else ""))
+        for h in range(len(predicted)):
+            cells = [str(h + 1), dates[h], f"{predicted[h]:,.2f}", f"{predicted[h] / ws.close[index] - 1:+.2%}",
+                     f"{actual[h]:,.2f}" if known[h] else "—", f"{self.errors[h]:+.2%}" if known[h] else "—"]
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment((Qt.AlignmentFlag.AlignRight if c > 1 else Qt.AlignmentFlag.AlignLeft)
+                                      | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(h, c, item)
+
+    @Slot(object)
+    def _on_click(self, event) -> None:
+        plot = self.chart.price_plot
+        if event.button() != Qt.MouseButton.LeftButton or not plot.sceneBoundingRect().contains(event.scenePos()):
+            return
+        self.pick(int(round(plot.vb.mapSceneToView(event.scenePos()).x())))
+
+    def set_palette(self, palette: Palette) -> None:
+        self.palette_ = palette
+        self.chart.set_palette(palette)

@@ -1,0 +1,274 @@
+"""The backtest wizard: a trained run -> dataset and period -> costs and market rules.
+
+The period defaults to the held-out test part when the dataset was used in training, and the
+wizard warns (it does not refuse) when a chosen period reaches back into days the model trained
+or validated on. The backtest itself runs in the JobRunner; this only collects a BacktestRequest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from PySide6.QtCore import QDate, QSettings, Qt
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit, QFormLayout, QHBoxLayout,
+                               QHeaderView, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
+                               QWidget, QWizard, QWizardPage)
+
+from engine.backtest.job import Source, backtest_job, default_period, load_source, overlaps_training
+from engine.config import BacktestConfig
+from engine.data.io import BarTable
+from engine.store import RunStore
+from engine.training.events import CancelToken, Event
+from workstation.wizards.train_wizard import _dspin, _error_label
+
+SETTINGS_GROUP = "wizard/backtest"
+KINDS = {"strategy": "strategy (its positions)", "price": "price (follow the forecast)"}
+
+
+@dataclass
+class BacktestRequest:
+    source: str  # a run id
+    data: str  # a sample name or file path
+    cfg: BacktestConfig
+
+    def job(self, store: RunStore) -> Callable[[CancelToken], Iterator[Event]]:
+        return lambda cancel: backtest_job(self.source, self.data, cfg=self.cfg, store=store, cancel=cancel)
+
+
+def _qdate(text: str) -> QDate:
+    return QDate.fromString(text, "yyyy-MM-dd")
+
+
+class SourcePage(QWizardPage):
+    """Finished strategy runs (trade their positions) and price runs (follow their forecast)."""
+
+    def __init__(self, store: RunStore, preselect: str | None) -> None:
+        super().__init__()
+        self.setTitle("Model")
+        self.setSubTitle("Choose a finished strategy run, or a price run to trade 'follow the forecast'.")
+        self.runs = QTreeWidget()
+        self.runs.setHeaderLabels(["Run", "Kind", "Trained on", "Started"])
+        self.runs.setRootIsDecorated(False)
+        self.runs.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.runs.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        for kind in KINDS:
+            for record in store.list_runs(kind=kind, status="finished"):
+                item = QTreeWidgetItem(self.runs, [record["run_id"], KINDS[kind], record["dataset"],
+                                                   record["started"].replace("T", " ")[:16]])
+                item.setData(0, Qt.ItemDataRole.UserRole, record["run_id"])
+                if record["run_id"] == preselect:
+                    self.runs.setCurrentItem(item)
+        self.error = _error_label()
+        if self.runs.topLevelItemCount() == 0:
+            self.error.setText("No finished run yet: train a price network (and a strategy on it) first.")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.runs)
+        layout.addWidget(self.error)
+        self.runs.currentItemChanged.connect(lambda *_: self.completeChanged.emit())
+
+    def run_id(self) -> str | None:
+        item = self.runs.currentItem()
+        return item.data(0, Qt.ItemDataRole.UserRole) if item else None
+
+    def isComplete(self) -> bool:  # noqa: N802 (Qt naming)
+        return self.run_id() is not None
+
+
+class PeriodPage(QWizardPage):
+    """Dataset and period; the default is the held-out test period of that dataset."""
+
+    def __init__(self, sources: list[tuple[str, str]], bars: Callable[[str], BarTable]) -> None:
+        super().__init__()
+        self.setTitle("Data and period")
+        self.setSubTitle("Backtest on days the model never fitted: the default is the held-out test period.")
+        self._bars = bars
+        self.src: Source | None = None
+        self.held_out = ""
+        self.dataset = QComboBox()
+        for label, source in sources:
+            self.dataset.addItem(label, source)
+        self.start, self.end = QDateEdit(), QDateEdit()
+        for edit in (self.start, self.end):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+        self.default_button = QPushButton("Held-out period")
+        self.default_button.setToolTip("Reset the period to the held-out default for this model and dataset")
+        self.info = QLabel()
+        self.info.setProperty("role", "muted")
+        self.info.setWordWrap(True)
+        self.warning = QLabel()
+        self.warning.setProperty("role", "banner-warn")
+        self.warning.setWordWrap(True)
+        self.warning.setVisible(False)
+        self.error = _error_label()
+        dates = QHBoxLayout()
+        for widget in (self.start, QLabel("to"), self.end, self.default_button):
+            dates.addWidget(widget)
+        dates.addStretch(1)
+        form = QFormLayout()
+        form.addRow("Dataset", self.dataset)
+        form.addRow("Period", dates)
+        layout = QVBoxLayout(self)  # word-wrapped labels outside the form get their full height
+        layout.addLayout(form)
+        for label in (self.info, self.warning, self.error):
+            layout.addWidget(label)
+        layout.addStretch(1)
+        self.dataset.currentIndexChanged.connect(self.reset_period)
+        self.default_button.clicked.connect(self.reset_period)
+        for edit in (self.start, self.end):
+            edit.dateChanged.connect(self._check_overlap)
+
+    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+        self.src = self.wizard().source()
+        if self.src is None:
+            return
+        trained = [s for s in self.src.sources if self.dataset.findData(s) >= 0]
+        remembered = QSettings().value(f"{SETTINGS_GROUP}/dataset")
+        choice = trained[0] if trained else remembered
+        self.dataset.blockSignals(True)
+        self.dataset.setCurrentIndex(max(0, self.dataset.findData(choice)))
+        self.dataset.blockSignals(False)
+        self.reset_period()
+
+    def data(self) -> str:
+        return self.dataset.currentData()
+
+    def bars(self) -> BarTable:
+        return self._bars(self.data())
+
+    def period(self) -> tuple[str, str]:
+        return self.start.date().toString("yyyy-MM-dd"), self.end.date().toString("yyyy-MM-dd")
+
+    def reset_period(self) -> None:
+        if self.src is None:
+            return
+        try:
+            bars = self.bars()
+            start, end = default_period(self.src, self.data(), bars)
+        except Exception as error:  # an unreadable file or a too-short series: explain it here
+            self.error.setText(str(error))
+            return
+        self.error.setText("")
+        self.held_out = start
+        dates = bars.frame.index
+        for edit in (self.start, self.end):
+            edit.blockSignals(True)
+            edit.setDateRange(_qdate(f"{dates[0]:%Y-%m-%d}"), _qdate(f"{dates[-1]:%Y-%m-%d}"))
+            edit.blockSignals(False)
+        self.start.setDate(_qdate(start))
+        self.end.setDate(_qdate(end))
+        seen = self.data() in self.src.sources
+        self.info.setText(f"Held-out period from {start} (the test split the model never fitted)." if seen else
+                          f"The model never trained on {bars.instrument}: the whole usable history is "
+                          f"out of sample, from {start}.")
+        self._check_overlap()
+
+    def _check_overlap(self) -> None:
+        if self.src is None:
+            return
+        start, _ = self.period()
+        overlaps = overlaps_training(self.src, self.data(), self.bars(), start)
+        self.warning.setText(f"This period starts before {self.held_out}: the model trained "
+                             "or validated on some of these days, so the results there are in-sample and "
+                             "will look better than live trading." if overlaps else "")
+        self.warning.setVisible(overlaps)
+
+    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+        start, end = self.period()
+        self.error.setText("" if start < end else "The period must start before it ends.")
+        return start < end
+
+
+class CostsPage(QWizardPage):
+    """Trading costs, slippage and the A-share rules (price limits)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Costs and market rules")
+        self.setSubTitle("Costs are charged on every change of position; Finish runs the backtest in the "
+                         "background.")
+        defaults = BacktestConfig()
+        self.cost_bps = _dspin(0.0, 500.0, defaults.cost_bps, "Commission and fees in basis points per unit "
+                               "of turnover (a position change of 10 = one unit)", decimals=1, step=1.0)
+        self.slippage_bps = _dspin(0.0, 500.0, defaults.slippage_bps, "Extra cost of trading at a worse price "
+                                   "than the close, in basis points", decimals=1, step=1.0)
+        self.ashare = QCheckBox("A-share rules")
+        self.ashare.setToolTip("No buying on a limit-up close, no selling on a limit-down close (T+1 holds "
+                               "by construction: positions change once a day at the close)")
+        self.limit_pct = _dspin(0.01, 0.5, defaults.limit_pct, "Daily price limit (0.10 main board, 0.20 "
+                                "STAR/ChiNext)", decimals=2)
+        self.risk_free = _dspin(0.0, 0.2, defaults.risk_free, "Annual risk-free rate for Sharpe and Sortino",
+                                decimals=3, step=0.005)
+        form = QFormLayout(self)
+        for label, widget in (("Cost (bps)", self.cost_bps), ("Slippage (bps)", self.slippage_bps),
+                              ("", self.ashare), ("Price limit", self.limit_pct),
+                              ("Risk-free rate", self.risk_free)):
+            form.addRow(label, widget)
+        self.ashare.toggled.connect(self.limit_pct.setEnabled)
+
+    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+        self.ashare.setChecked(self.wizard().period_page.bars().market == "cn")
+        self.limit_pct.setEnabled(self.ashare.isChecked())
+
+
+class BacktestWizard(QWizard):
+    """Collects a BacktestRequest; `request()` is valid once the wizard is accepted."""
+
+    def __init__(self, store: RunStore, sources: list[tuple[str, str]], bars: Callable[[str], BarTable],
+                 preselect: str | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Backtest a model")
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
+        self.setButtonText(QWizard.WizardButton.FinishButton, "Run backtest")
+        self.resize(760, 480)
+        self.store = store
+        self._loaded: dict[str, Source] = {}
+        self.source_page = SourcePage(store, preselect)
+        self.period_page = PeriodPage(sources, bars)
+        self.costs_page = CostsPage()
+        for page in (self.source_page, self.period_page, self.costs_page):
+            self.addPage(page)
+        self._restore()
+        self.accepted.connect(self._remember)
+
+    def source(self) -> Source | None:
+        """The chosen run, loaded once (weights only) for its training split; errors shown on page 1."""
+        run_id = self.source_page.run_id()
+        if run_id and run_id not in self._loaded:
+            QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+            try:
+                self._loaded[run_id] = load_source(run_id, self.store)
+            except Exception as error:  # a missing or changed checkpoint
+                self.period_page.error.setText(f"Cannot load {run_id}: {error}")
+            finally:
+                QGuiApplication.restoreOverrideCursor()
+        return self._loaded.get(run_id)
+
+    def request(self) -> BacktestRequest:
+        start, end = self.period_page.period()
+        c = self.costs_page
+        cfg = BacktestConfig(cost_bps=c.cost_bps.value(), slippage_bps=c.slippage_bps.value(),
+                             ashare_rules=c.ashare.isChecked(), limit_pct=c.limit_pct.value(),
+                             risk_free=c.risk_free.value(), start=start, end=end)
+        return BacktestRequest(self.source_page.run_id(), self.period_page.data(), cfg)
+
+    def _fields(self) -> dict:
+        c = self.costs_page
+        return {"cost_bps": c.cost_bps, "slippage_bps": c.slippage_bps, "limit_pct": c.limit_pct,
+                "risk_free": c.risk_free}
+
+    def _restore(self) -> None:
+        settings = QSettings()
+        for key, box in self._fields().items():
+            value = settings.value(f"{SETTINGS_GROUP}/{key}")
+            if value is not None:
+                box.setValue(float(value))
+
+    def _remember(self) -> None:
+        settings = QSettings()
+        for key, box in self._fields().items():
+            settings.setValue(f"{SETTINGS_GROUP}/{key}", box.value())
+        settings.setValue(f"{SETTINGS_GROUP}/dataset", self.period_page.data())
