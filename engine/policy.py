@@ -27,9 +27,10 @@ WALK_BATCH = 4096
 
 
 def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
-                 fingerprint: str) -> np.ndarray:
+                 fingerprint: str, days: np.ndarray | None = None) -> np.ndarray:
     """[T, d_model + horizon] float32 per day: the price network's strategy features and its scaled
-    forecast for the window ending that day (NaN before the first full window). Computed once per
+    forecast for the window ending that day (NaN where not computed: before the first full window,
+    or outside `days` when given). With a cache_dir the whole series is computed once per
     (instrument data, checkpoint) and cached as a plain .npy (no pickle)."""
     path = None
     if cache_dir is not None:
@@ -40,9 +41,11 @@ def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
             cached = np.load(path, allow_pickle=False)
             if cached.shape[0] == len(ws.dates):
                 return cached
-    features, scaled = encode_windows(price, ws, ws.ends)
+        days = None
+    ends = ws.ends if days is None else np.intersect1d(ws.ends, days)
+    features, scaled = encode_windows(price, ws, ends)
     out = np.full((len(ws.dates), features.shape[1] + scaled.shape[1]), np.nan, dtype=np.float32)
-    out[ws.ends] = np.concatenate([features, scaled], axis=1)
+    out[ends] = np.concatenate([features, scaled], axis=1)
     if path is not None:
         atomic_save_npy(path, out)
     return out
@@ -105,13 +108,14 @@ def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = 
 def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
                        cache_dir: Path | None = None, fingerprint: str = "") -> np.ndarray:
     """Deterministic positions 0..10 for decision days of one instrument."""
-    raw = day_features(loaded.price, ws, cache_dir, fingerprint)
-    features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
     first = ws.window - 1 + loaded.data_cfg.seq_len - 1
     days = np.asarray(days, dtype=np.int64)
     if len(days) and days.min() < first:
         raise ValueError(f"{ws.instrument}: positions need {first + 1} days of history; the first "
                          f"decision day possible is {ws.dates[first]:%Y-%m-%d}")
+    walked = np.unique(days[:, None] - np.arange(loaded.data_cfg.seq_len)) if len(days) else days
+    raw = day_features(loaded.price, ws, cache_dir, fingerprint, walked)
+    features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
     return policy_positions(loaded.model, features, days, loaded.data_cfg.seq_len,
                             loaded.price.device)
 
