@@ -20,6 +20,7 @@ from engine.data import PooledWindows, Split, build_windows, load_bars
 from engine.losses import price_loss
 from engine.models import build_price_model
 from engine.store import RunStore
+from engine.training.distributed import init_distributed, main_rank_store, on_main
 from engine.training.events import CancelToken, Event
 from engine.training.trainer import TrainStage, fit, seed_everything, select_device
 
@@ -172,14 +173,16 @@ def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataC
         raise ValueError(f"run {resume}: the data changed since it started ({', '.join(data)}); "
                          "start a new run instead")
     device = select_device(train_cfg.device)
+    init_distributed(device)  # under torchrun: rank 0 records the run, the others train with it
+    store = main_rank_store(store)
     configs = {"model": to_dict(model_cfg), "data": to_dict(data_cfg), "train": to_dict(train_cfg)}
     if resume:
         run_id = resume
         store.claim_run(run_id, device=str(device))
     else:
-        run_id = store.create_run("price", dataset=", ".join(data), fingerprint=fingerprint,
-                                  config={**configs, "sources": list(data)}, seed=train_cfg.seed,
-                                  device=str(device))
+        run_id = on_main(store.create_run, "price", dataset=", ".join(data),
+                         fingerprint=fingerprint, config={**configs, "sources": list(data)},
+                         seed=train_cfg.seed, device=str(device))
     start = _resume_point(store, run_id) if resume else None
     folder = start.parent if start else Path(runs_dir or store.runs_dir) / run_id
     seed_everything(train_cfg.seed)

@@ -8,6 +8,7 @@ batches, checkpoints with their sha256, heartbeat, final status).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import random
@@ -23,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from engine.config import TrainConfig
-from engine.store import RunStore
+from engine.store import RunStore, RunStoreError
+from engine.training import distributed
 from engine.training.checkpoint import (
     load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
 )
@@ -69,6 +71,35 @@ class TrainStage(Protocol):
 
 class NonFiniteError(RuntimeError):
     """A loss or gradient became NaN/inf; the message names the step."""
+
+
+OOM_HINT = ("try a smaller batch size with gradient accumulation (same effective batch), "
+            "a smaller model preset, or bf16 precision")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; MPS and the CPU allocator a RuntimeError saying so."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
+def failure_message(exc: BaseException, step: int, last_checkpoint: str | None) -> str:
+    """Why a run failed at `step`, in words a user can act on (what to change, what is kept)."""
+    kept = (f"the previous checkpoint is kept: {last_checkpoint}" if last_checkpoint
+            else "no checkpoint was written yet")
+    if is_out_of_memory(exc):
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # hand the cache back so the app's other work can run
+        return f"out of memory at step {step}: {OOM_HINT}; {kept}"
+    if isinstance(exc, RunStoreError):
+        return f"at step {step}: {exc}"
+    if isinstance(exc, OSError):
+        target = exc.filename or "a checkpoint"
+        if exc.errno == errno.ENOSPC:
+            return f"disk full at step {step} while writing {target}: free some space, then resume; {kept}"
+        return f"cannot write {target} at step {step} ({exc.strerror or exc}); {kept}"
+    return f"{type(exc).__name__}: {exc} (at step {step})"
 
 
 # devices, precision, seeds -----------------------------------------------------------------------
@@ -142,11 +173,18 @@ class _Loop:
         self.cancel = cancel or CancelToken()
         self.configs = configs or {}
         self.dir = Path(checkpoint_dir)
-        self.device = select_device(cfg.device)
+        # Under torchrun each rank trains its shard of every global batch (distributed.py).
+        self.world = distributed.init_distributed(select_device(cfg.device))
+        self.device = distributed.local_device(select_device(cfg.device))
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
+        if min(stage.train_size(), cfg.batch_size * cfg.grad_accum) < self.world.world_size * cfg.grad_accum:
+            raise ValueError(f"batch_size {cfg.batch_size} (global) leaves a rank without data: "
+                             f"it must be at least the number of processes ({self.world.world_size})")
         self.model = model.to(self.device).train()
-        self.train_model = torch.compile(model) if cfg.compile else model
+        self.ddp_model = distributed.wrap_model(self.model, self.device)
+        self.train_model = torch.compile(self.ddp_model) if cfg.compile else self.ddp_model
+        self.stop_agreed = False  # cancellation every rank has seen (distributed runs)
         self.dtype = resolve_precision(cfg.precision, self.device)
         self.scaler = (torch.amp.GradScaler(self.device.type)
                        if self.dtype == torch.float16 else None)
@@ -175,6 +213,11 @@ class _Loop:
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
 
+    def gradient_sync(self, last_micro_batch: bool) -> contextlib.AbstractContextManager:
+        """DDP all-reduces gradients once per optimiser step, after the last micro-batch."""
+        no_sync = getattr(self.ddp_model, "no_sync", None)
+        return contextlib.nullcontext() if last_micro_batch or no_sync is None else no_sync()
+
     @property
     def next_epoch(self) -> int:
         """Epoch of the step about to run (epoch_of: of a step already taken)."""
@@ -197,6 +240,8 @@ class _Loop:
 
     def save(self, best: bool) -> CheckpointEvent:
         path = self.dir / ("best.pt" if best else "last.pt")
+        if not self.world.is_main:  # rank 0 writes the one checkpoint; the others hold the same weights
+            return CheckpointEvent(step=self.step, path=str(path), is_best=best)
         trainer = {"best_val": self.best.val, "best_step": self.best.step,
                    "best_metrics": self.best.metrics, "bad_evals": self.best.bad_evals,
                    "scaler": self.scaler.state_dict() if self.scaler is not None else {}}
@@ -219,22 +264,29 @@ class _Loop:
         return torch.randperm(self.stage.train_size(), generator=gen).numpy()
 
     def optimizer_step(self, perm: np.ndarray) -> tuple[Tensor, list[str], dict[str, float], int]:
-        """Accumulate micro-batches, clip, step. Returns logged values still on the device."""
-        bs, accum = self.cfg.batch_size, self.cfg.grad_accum
+        """Accumulate micro-batches, clip, step. Returns logged values still on the device.
+
+        The global batch (batch_size x grad_accum items of the permutation) is cut into grad_accum
+        micro-batches; each rank takes its shard of each. A micro-batch's mean loss is weighted by
+        its share of the global batch, so DDP's gradient average is the global mean's gradient.
+        """
+        bs, accum, ranks = self.cfg.batch_size, self.cfg.grad_accum, self.world.world_size
         start = (self.step % self.steps_per_epoch) * bs * accum
-        chunks = [c for c in np.split(perm[start:start + bs * accum], range(bs, bs * accum, bs))
-                  if len(c)]
+        step_items = perm[start:start + bs * accum]
+        chunks = [distributed.shard(c) for c in np.array_split(step_items, accum) if len(c)]
         loss_sum, parts, host_parts = None, {}, {}
-        for positions in chunks:
-            with self.autocast():
-                batch = self.stage.batch(positions, self.device)
-                loss, extras = self.stage.loss(self.train_model, batch)
-            scaled = loss.float() / len(chunks)
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        for i, positions in enumerate(chunks):
+            share = len(step_items) / (len(positions) * ranks)  # len(chunks) without DDP
+            with self.gradient_sync(i == len(chunks) - 1):
+                with self.autocast():
+                    batch = self.stage.batch(positions, self.device)
+                    loss, extras = self.stage.loss(self.train_model, batch)
+                scaled = loss.float() / share
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             loss_sum = scaled.detach() if loss_sum is None else loss_sum + scaled.detach()
             for k, v in extras.items():
                 if isinstance(v, Tensor):
-                    parts[k] = parts.get(k, 0) + v.detach().float() / len(chunks)
+                    parts[k] = parts.get(k, 0) + v.detach().float() / share
                 else:
                     host_parts[k] = float(v)
         norms, names = self.clip_and_step()
@@ -314,7 +366,8 @@ class _Loop:
         self.check_finite()
         self.model.eval()
         with torch.no_grad(), self.autocast():
-            val_loss, metrics = self.stage.evaluate(self.model, self.device)
+            # rank 0 evaluates the whole validation set; every rank gets the same verdict
+            val_loss, metrics = distributed.on_main(self.stage.evaluate, self.model, self.device)
         self.model.train()
         if not math.isfinite(val_loss):
             raise NonFiniteError(f"non-finite validation loss at step {self.step}")
@@ -341,13 +394,23 @@ class _Loop:
     def early_stop(self) -> bool:
         return self.cfg.patience > 0 and self.best.bad_evals >= self.cfg.patience
 
+    def logged(self, stats: Tensor) -> list[float]:
+        """Host copy of the logged values, averaged over ranks in the same collective that tells
+        every rank whether any was cancelled (ranks must stop at the same step)."""
+        if not self.world.distributed:
+            return stats.tolist()
+        flag = torch.tensor([float(self.cancel.cancelled)], device=stats.device)
+        values = distributed.all_reduce_mean(torch.cat([stats.float(), flag])).tolist()
+        self.stop_agreed = values.pop() > 0
+        return values
+
     # the loop ----------------------------------------------------------------------------------
     def train(self) -> Iterator[Event]:
         """Yields events; returns the final status ("finished" or "cancelled")."""
         epoch, perm = None, np.empty(0, dtype=np.int64)
         tick, samples = time.perf_counter(), 0
         while self.step < self.total_steps and not self.early_stop:
-            if self.cancel.cancelled:
+            if self.stop_agreed or (not self.world.distributed and self.cancel.cancelled):
                 self.check_finite()
                 yield self.save(best=False)
                 return "cancelled"
@@ -357,9 +420,9 @@ class _Loop:
                 perm = self.permutation(epoch)
             stats, names, host, n = self.optimizer_step(perm)
             self.step += 1
-            samples += n
+            samples += n * self.world.world_size
             if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
-                values = {**dict(zip(names, stats.tolist())), **host}  # the one sync per logged step
+                values = {**dict(zip(names, self.logged(stats))), **host}  # the one sync per logged step
                 self.check_finite()
                 now = time.perf_counter()
                 yield self.step_event(values, samples / max(now - tick, 1e-9))
@@ -377,7 +440,12 @@ class _Loop:
         if status != "failed":
             with contextlib.suppress(Exception):
                 self.flush(force=True)
-        self.store.finish_run(self.run_id, status, metrics=self.summary(), error=error, step=self.step)
+        try:
+            self.store.finish_run(self.run_id, status, metrics=self.summary(), error=error,
+                                  step=self.step)
+        except RunStoreError as exc:  # read-only or full: still end with a Finished event
+            log.error("run %s could not be recorded as %s: %s", self.run_id, status, exc)
+            status, error = "failed", f"{error}; {exc}" if error else str(exc)
         return Finished(run_id=self.run_id, status=status, metrics=self.summary(),
                         best_checkpoint=self.checkpoint_path(True),
                         last_checkpoint=self.checkpoint_path(False), error=error, step=self.step,
@@ -393,6 +461,7 @@ def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStor
     configs: plain dicts embedded in every checkpoint (model / data / train configs).
     resume_from: a checkpoint of this run; training continues exactly where it was written.
     """
+    store = distributed.main_rank_store(store)  # under torchrun only rank 0 records the run
     if resume_from is None:
         seed_everything(cfg.seed)
     try:
@@ -400,7 +469,8 @@ def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStor
         if resume_from is not None:
             loop.restore(Path(resume_from))
     except Exception as exc:  # the run is already recorded: it must not stay "running"
-        error = f"{type(exc).__name__}: {exc} (before the first step)"
+        error = (failure_message(exc, 0, None) if is_out_of_memory(exc)  # e.g. a large preset
+                 else f"{type(exc).__name__}: {exc} (before the first step)")
         store.finish_run(run_id, "failed", error=error)
         yield Finished(run_id=run_id, status="failed", error=error)
         return
@@ -417,12 +487,12 @@ def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStor
         return
     except Exception as exc:
         log.exception("training run %s failed at step %d", run_id, loop.step)
-        yield loop.finish("failed", f"{type(exc).__name__}: {exc} (at step {loop.step})")
+        yield loop.finish("failed", failure_message(exc, loop.step, loop.checkpoint_path(False)))
         return
     yield loop.finish(status)
 
 
 __all__ = [
     "TrainStage", "fit", "select_device", "resolve_precision", "seed_everything", "lr_factor",
-    "module_key", "NonFiniteError",
+    "module_key", "NonFiniteError", "failure_message", "is_out_of_memory", "OOM_HINT",
 ]
