@@ -94,7 +94,7 @@ class TrainConfig:
 
     epochs: int = 10
     max_steps: int | None = None
-    batch_size: int = 64
+    batch_size: int = 64  # GLOBAL batch: under torchrun each of N processes takes 1/N of it
     grad_accum: int = 1
     lr: float = 2e-4
     min_lr_ratio: float = 0.1

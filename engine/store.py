@@ -402,5 +402,13 @@ class RunStore:
                 if folder.name == run_id and folder.is_dir():  # only folders this run owns
                     shutil.rmtree(folder)
 
+    def delete_backtest(self, backtest_id: str) -> None:
+        """Remove one backtest and its export records; the exported CSV files are the user's and stay."""
+        with self._tx() as db:
+            if not db["backtests"].count_where("backtest_id = ?", [backtest_id]):
+                raise KeyError(f"no backtest {backtest_id!r} in {self.path}")
+            for table in ("exports", "backtests"):
+                db.execute(f"DELETE FROM {table} WHERE backtest_id = ?", [backtest_id])
+
 
 __all__ = ["RunStore", "RunStoreError", "default_db_path", "package_versions", "STATUSES", "SCHEMA_VERSION"]

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from engine.data import DataImportError
 from engine.training.checkpoint import CheckpointError
+from engine.training.distributed import is_main
 
 EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:  # a bug: keep the traceback for the report
         traceback.print_exc()
         return EXIT_BUG
+    if not is_main():  # under torchrun only rank 0 speaks, so --json stays one object
+        return output.exit_code
     try:
         print(json.dumps(jsonable(output.data), ensure_ascii=False, allow_nan=False)
               if args.json else output.text)

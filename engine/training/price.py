@@ -22,7 +22,7 @@ from engine.models import build_price_model
 from engine.store import RunStore
 from engine.training.distributed import init_distributed, main_rank_store, on_main
 from engine.training.events import CancelToken, Event
-from engine.training.trainer import TrainStage, fit, seed_everything, select_device
+from engine.training.trainer import TrainStage, fit, seed_everything, select_device, to_device
 
 EVAL_BATCH = 256
 RUNTIME_FIELDS = ("device", "num_threads", "compile")  # may change on resume: same numbers
@@ -78,14 +78,6 @@ def price_metrics(pred: np.ndarray, true: np.ndarray, close: np.ndarray) -> dict
     skill = 1.0 - mae_h / np.maximum(naive_h, 1e-12)
     metrics.update({f"skill_h{h + 1}": float(s) for h, s in enumerate(skill)})
     return metrics
-
-
-def to_device(array: np.ndarray, device: torch.device) -> Tensor:
-    """Host array to the device; pinned on CUDA so the copy does not stall the step."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
 
 
 class PriceStage(TrainStage):

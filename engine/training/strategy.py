@@ -29,7 +29,7 @@ from engine.regime import DEFAULT_THRESHOLDS, hindsight_labels
 from engine.store import RunStore
 from engine.training.distributed import init_distributed, main_rank_store, on_main
 from engine.training.events import CancelToken, Event
-from engine.training.trainer import TrainStage, fit, seed_everything, select_device
+from engine.training.trainer import TrainStage, fit, seed_everything, select_device, to_device
 
 RUNTIME_FIELDS = ("device", "num_threads", "compile")
 
@@ -110,11 +110,9 @@ class StrategyStage(TrainStage):
 
     def sequences(self, starts: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         days = starts[:, None] + self.steps  # [B, S] indices, no copies of the per-day arrays
-        returns = torch.from_numpy(self.data.returns[days]).to(device)
-        bounds = tuple(torch.tensor(b, dtype=returns.dtype, device=device)
-                       for b in self.data.regime_bounds)
-        regimes = hindsight_labels(returns, bounds=bounds)
-        return torch.from_numpy(self.data.features[days]).to(device), returns.float(), regimes
+        returns = to_device(self.data.returns[days], device)
+        regimes = hindsight_labels(returns, bounds=self.data.regime_bounds)
+        return to_device(self.data.features[days], device), returns.float(), regimes
 
     def batch(self, positions: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         return self.sequences(self.data.train[positions], device)

@@ -103,6 +103,14 @@ def failure_message(exc: BaseException, step: int, last_checkpoint: str | None) 
 
 
 # devices, precision, seeds -----------------------------------------------------------------------
+def to_device(array: np.ndarray, device: torch.device) -> Tensor:
+    """Host array to the device; pinned on CUDA so the copy does not stall the step."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def select_device(name: str = "auto") -> torch.device:
     """"auto": CUDA, then Apple MPS, then CPU; an explicit device must be usable."""
     if name == "auto":
@@ -493,6 +501,6 @@ def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStor
 
 
 __all__ = [
-    "TrainStage", "fit", "select_device", "resolve_precision", "seed_everything", "lr_factor",
+    "TrainStage", "fit", "to_device", "select_device", "resolve_precision", "seed_everything", "lr_factor",
     "module_key", "NonFiniteError", "failure_message", "is_out_of_memory", "OOM_HINT",
 ]
