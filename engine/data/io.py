@@ -386,8 +386,9 @@ def _volume_in_lots(raw: _Raw, frame: pd.DataFrame) -> list[ImportIssue]:
     if not {"volume", "amount"} <= raw.columns.keys() or _market(raw) != "cn" or _in_lots(raw):
         return []
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.nanmedian((frame["amount"] / (frame["close"] * frame["volume"])).replace(
-            np.inf, np.nan).to_numpy())
+        ratios = (frame["amount"] / (frame["close"] * frame["volume"])).to_numpy()
+    ratios = ratios[np.isfinite(ratios)]
+    ratio = float(np.median(ratios)) if len(ratios) else float("nan")
     if not 50 < ratio < 200:
         return []
     frame["volume"] *= 100.0
