@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import traceback
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 
 from PySide6.QtCore import QObject, QSettings, Qt, Signal, Slot
-from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
-from engine.store import default_db_path
+from engine.store import RunStore, RunStoreError, default_db_path
 from workstation import theme
 
 ORGANIZATION = "QuantWorkstation"
 APPLICATION = "Quant Workstation"
 LOG_NAME = "workstation.log"
+HISTORY_KEY = "history/folder"  # a folder the user chose when the default one could not be used
 
 log = logging.getLogger("workstation")
 
@@ -51,17 +54,65 @@ class ExceptionRouter(QObject):
         box.open()
 
 
+def history_path() -> Path:
+    """$QUANT_WORKSTATION_HOME when set, else the folder chosen after a failed start, else the default."""
+    chosen = QSettings().value(HISTORY_KEY)
+    if chosen and "QUANT_WORKSTATION_HOME" not in os.environ:
+        return Path(str(chosen)) / default_db_path().name
+    return default_db_path()
+
+
 def log_path() -> Path:
     """The log file lives next to the run history (the user's data folder)."""
     return default_db_path().parent / LOG_NAME
 
 
 def configure_logging() -> None:
-    path = log_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler, logging.StreamHandler()])
+    """Log to the data folder and stderr; an unwritable folder leaves stderr only (start-up
+    then explains the folder problem in a dialog, instead of dying here with a traceback)."""
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    try:
+        log_path().parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path(), encoding="utf-8"))
+    except OSError as error:
+        print(f"workstation: not logging to a file: {error}", file=sys.stderr)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers)
+
+
+def ask_history_folder(error: str) -> Path | None:
+    """Explain why the run history cannot be used; the folder the user picks instead, or None to quit."""
+    box = QMessageBox(QMessageBox.Icon.Critical, "Run history unavailable",
+                      "The run history (every training run and backtest) cannot be opened or written.")
+    box.setInformativeText(f"{error}\n\nChoose another folder for the history, or quit.")
+    choose = box.addButton("Choose another folder…", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.exec()
+    if box.clickedButton() is not choose:
+        return None
+    folder = QFileDialog.getExistingDirectory(None, "Folder for the run history", str(Path.home()))
+    return Path(folder) if folder else None
+
+
+def open_history(ask: Callable[[str], Path | None] | None = None) -> RunStore | None:
+    """The run history, asking (ask_history_folder) for another folder for as long as the one tried
+    cannot be used; None when the user quits. A chosen folder is remembered for the next start."""
+    ask = ask or ask_history_folder
+    path = history_path()
+    while True:
+        try:
+            store = RunStore(path)
+        except RunStoreError as error:
+            log.error("run history unavailable: %s", error)
+            folder = ask(str(error))
+            if folder is None:
+                return None
+            path = folder / default_db_path().name
+            continue
+        if path != default_db_path():
+            QSettings().setValue(HISTORY_KEY, str(path.parent))
+        return store
 
 
 def create_application(argv: list[str] | None = None) -> QApplication:
@@ -80,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     app = create_application(argv)
     from workstation.main_window import MainWindow  # after the app exists: widgets need it
 
-    window = MainWindow()
+    store = open_history()
+    if store is None:
+        return 1
+    window = MainWindow(store)
     router = ExceptionRouter(window)
     router.install()
     window.show()

@@ -1,8 +1,9 @@
-"""Reusable market charts: candles drawn once, a trading-day axis, crosshair, volume, zoom and pan.
+"""Reusable market charts: candles recorded once, a trading-day axis, crosshair, volume, zoom and pan.
 
 x is the bar index everywhere, so weekends and holidays take no space; the DateAxis turns indices
-back into dates. Candles are recorded into one QPicture per chunk of bars, and only the chunks in
-view are replayed, so panning over the 8,455 SSE bars never rebuilds geometry.
+back into dates. Candles are recorded into one QPicture per chunk of bars the first time the chunk
+is painted, and only the chunks in view are replayed, so panning over the 8,455 SSE bars never
+rebuilds geometry.
 """
 
 from __future__ import annotations
@@ -81,25 +82,38 @@ def _period_starts(codes: np.ndarray) -> np.ndarray:
 
 
 class CandleItem(pg.GraphicsObject):
-    """OHLC candles at x = 0..n-1, recorded once into a QPicture per chunk of bars."""
+    """OHLC candles at x = 0..n-1, recorded into one QPicture per chunk of bars the first time
+    that chunk is painted, then replayed: opening on the latest year records two chunks, not all."""
 
     CHUNK = 256
 
     def __init__(self) -> None:
         super().__init__()
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
-        self._pictures: list[QPicture] = []
+        self._pictures: list[QPicture | None] = []  # None: not painted yet
+        self._ohlc: tuple[np.ndarray, ...] = ()
+        self._colours = ("", "")
         self._bounds = QRectF()
 
     def set_data(self, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
                  up: str, down: str) -> None:
         self.prepareGeometryChange()
-        self._pictures = [self._record(s, o[s:s + self.CHUNK], h[s:s + self.CHUNK],
-                                       lo[s:s + self.CHUNK], c[s:s + self.CHUNK], up, down)
-                          for s in range(0, len(c), self.CHUNK)]
+        self._ohlc, self._colours = (o, h, lo, c), (up, down)
+        self._pictures = [None] * -(-len(c) // self.CHUNK)
         finite_lo, finite_hi = np.nanmin(lo) if len(lo) else 0.0, np.nanmax(h) if len(h) else 1.0
         self._bounds = QRectF(-0.5, float(finite_lo), float(len(c)), float(finite_hi - finite_lo))
         self.update()
+
+    def recorded(self) -> int:
+        """How many chunks have been painted (and so recorded) since the last set_data."""
+        return sum(p is not None for p in self._pictures)
+
+    def _picture(self, chunk: int) -> QPicture:
+        if self._pictures[chunk] is None:
+            start = chunk * self.CHUNK
+            part = (a[start:start + self.CHUNK] for a in self._ohlc)
+            self._pictures[chunk] = self._record(start, *part, *self._colours)
+        return self._pictures[chunk]
 
     @staticmethod
     def _record(start: int, o, h, lo, c, up: str, down: str) -> QPicture:
@@ -119,8 +133,8 @@ class CandleItem(pg.GraphicsObject):
         exposed = option.exposedRect
         first = max(0, int((exposed.left() + 0.5) // self.CHUNK))
         last = min(len(self._pictures) - 1, int((exposed.right() + 0.5) // self.CHUNK))
-        for picture in self._pictures[first:last + 1]:
-            painter.drawPicture(0, 0, picture)
+        for chunk in range(first, last + 1):
+            painter.drawPicture(0, 0, self._picture(chunk))
 
     def boundingRect(self) -> QRectF:  # noqa: N802 (Qt naming)
         return QRectF(self._bounds)
@@ -143,25 +157,43 @@ def _body_path(x: np.ndarray, o: np.ndarray, c: np.ndarray, half: float = 0.35):
 
 
 class Crosshair(QObject):
-    """Vertical line on every plot, horizontal on the one under the mouse; reports the bar index."""
+    """Vertical line on every linked plot, horizontal on the one under the mouse; reports the bar
+    index. Hovering any linked plot moves the lines on all of them."""
 
     moved = Signal(int)
 
     def __init__(self, plots: list[pg.PlotItem], colour: str) -> None:
         super().__init__()
-        self._plots = plots
-        pen = pg.mkPen(colour, style=Qt.PenStyle.DashLine)
-        self._vlines = [pg.InfiniteLine(angle=90, movable=False, pen=pen) for _ in plots]
-        self._hlines = [pg.InfiniteLine(angle=0, movable=False, pen=pen) for _ in plots]
-        for plot, v, h in zip(plots, self._vlines, self._hlines):
-            plot.addItem(v, ignoreBounds=True)
-            plot.addItem(h, ignoreBounds=True)
-        self._proxy = pg.SignalProxy(plots[0].scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse)
+        self._pen = pg.mkPen(colour, style=Qt.PenStyle.DashLine)
+        self._plots: list[pg.PlotItem] = []
+        self._vlines: list[pg.InfiniteLine] = []
+        self._hlines: list[pg.InfiniteLine] = []
+        self._scene = plots[0].scene()
+        self._proxy = pg.SignalProxy(self._scene.sigMouseMoved, rateLimit=60, slot=self._on_mouse)
+        for plot in plots:
+            self.add_plot(plot)
+
+    def add_plot(self, plot: pg.PlotItem) -> None:
+        """Link one more plot of the same chart widget (one scene), on the same bar-index x."""
+        if plot.scene() is not self._scene:
+            raise ValueError("a crosshair links plots of one chart widget; add the plot to it first")
+        v, h = (pg.InfiniteLine(angle=angle, movable=False, pen=self._pen) for angle in (90, 0))
+        plot.addItem(v, ignoreBounds=True)
+        plot.addItem(h, ignoreBounds=True)
+        h.setVisible(False)
+        self._plots.append(plot)
+        self._vlines.append(v)
+        self._hlines.append(h)
 
     def set_colour(self, colour: str) -> None:
-        pen = pg.mkPen(colour, style=Qt.PenStyle.DashLine)
+        self._pen = pg.mkPen(colour, style=Qt.PenStyle.DashLine)
         for line in self._vlines + self._hlines:
-            line.setPen(pen)
+            line.setPen(self._pen)
+
+    def move_to(self, index: int) -> None:
+        """Put the vertical lines on a bar (e.g. the latest when data is shown) without a mouse."""
+        for vline in self._vlines:
+            vline.setPos(index)
 
     def _on_mouse(self, args) -> None:
         pos: QPointF = args[0]
@@ -172,8 +204,7 @@ class Crosshair(QObject):
                 point = plot.vb.mapSceneToView(pos)
                 hline.setPos(point.y())
                 index = int(round(point.x()))
-                for vline in self._vlines:
-                    vline.setPos(index)
+                self.move_to(index)
                 self.moved.emit(index)
 
 
@@ -255,6 +286,7 @@ class PriceChart(pg.GraphicsLayoutWidget):
         self.price_plot.setLimits(xMin=-2, xMax=n + 2, minXRange=10)
         self.volume_plot.setLimits(xMin=-2, xMax=n + 2, minXRange=10)
         self.show_last(DEFAULT_VISIBLE_BARS)
+        self.crosshair.move_to(n - 1)
         self._show_readout(n - 1)
 
     def set_palette(self, palette: Palette) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from engine.store import RunStoreError
 from engine.training.events import (CancelToken, CheckpointEvent, EvalEvent, Event, Finished, Progress,
                                     RunStarted, StepEvent)
 
@@ -22,6 +23,15 @@ log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.1
 Job = Callable[[CancelToken], Iterator[Event]]
+HISTORY_FAULT = "run history "  # how every RunStoreError message starts (RunStore.explain)
+HISTORY_ADVICE = ("The run history could not be written. The workstation keeps running and the "
+                  "checkpoints already written are kept: free some disk space or fix the folder's "
+                  "permissions, then resume the run from the History panel.")
+
+
+def is_history_fault(error: str | None) -> bool:
+    """A job failed because the run history could not be written, not because of the model or data."""
+    return HISTORY_FAULT in (error or "")
 
 
 class _Worker(QObject):
@@ -39,6 +49,9 @@ class _Worker(QObject):
         try:
             for event in self._job(self._token):
                 self.event.emit(event)
+        except RunStoreError as error:  # disk full, folder gone read-only: the message says what to do
+            log.error("job stopped: %s", error)
+            self.crashed.emit(str(error))
         except Exception:  # a bug in a job must reach the user, not kill the thread silently
             log.exception("job crashed")
             self.crashed.emit(traceback.format_exc())

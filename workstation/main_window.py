@@ -18,7 +18,7 @@ from engine.backtest.job import export_backtest_signals
 from engine.store import RunStore
 from engine.training.events import Finished
 from workstation import theme
-from workstation.jobs import JobRunner
+from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
 from workstation.panels.backtest_panels import EquityPanel, PositionsPanel, load_view
 from workstation.panels.data_panel import DataPanel
 from workstation.panels.forecast_panel import ForecastPanel
@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
         self.backtest_wizard: BacktestWizard | None = None
         self.backtest_id: str | None = None  # the backtest the Positions and Equity panels show
         self._close_when_idle = False
+        self._job_dock = ""  # the panel of the running job (the training panel explains its own failures)
         self.status = StatusBar(str(self.store.path))
         self.setStatusBar(self.status)
         self._build_actions()
@@ -181,11 +182,8 @@ class MainWindow(QMainWindow):
         return self.train_wizard
 
     def start_training(self, request: TrainRequest) -> None:
-        name = f"Training {request.stage} on {', '.join(request.datasets)}"
-        self.runner.start(request.job(self.store), name)
-        self.status.job_started(name)
-        self.docks["trainingDock"].show()
-        self.docks["trainingDock"].raise_()
+        self._start_job(request.job(self.store), f"Training {request.stage} on {', '.join(request.datasets)}",
+                        "trainingDock")
 
     def open_backtest_wizard(self, run_id: str | None = None) -> BacktestWizard:
         """Open the wizard (optionally with a run chosen); accepting it starts the backtest job."""
@@ -209,6 +207,7 @@ class MainWindow(QMainWindow):
         self._start_job(resume_job(self.store, record), f"Resuming {record['kind']} run {run_id}", "trainingDock")
 
     def _start_job(self, job, name: str, dock: str) -> None:
+        self._job_dock = dock
         self.runner.start(job, name)
         self.status.job_started(name)
         self.docks[dock].show()
@@ -222,6 +221,13 @@ class MainWindow(QMainWindow):
         self.backtest_id = backtest_id
         self.actions_["export_signals"].setEnabled(True)
         self.docks["equityDock"].raise_()
+
+    @Slot(str)
+    def _on_backtest_deleted(self, backtest_id: str) -> None:
+        """The panels may keep showing it, but there is nothing left to export."""
+        if backtest_id == self.backtest_id:
+            self.backtest_id = None
+            self.actions_["export_signals"].setEnabled(False)
 
     def show_forecast(self, run_id: str) -> None:
         self.forecast_panel.set_model(run_id)
@@ -305,16 +311,31 @@ class MainWindow(QMainWindow):
         self.history_panel.open_backtest.connect(self.show_backtest)
         self.history_panel.backtest_requested.connect(self.open_backtest_wizard)
         self.history_panel.resume_requested.connect(self.resume_run)
+        self.history_panel.backtest_deleted.connect(self._on_backtest_deleted)
 
     @Slot(object)
     def _on_job_finished(self, final: Finished) -> None:
         self.status.job_finished(self.runner.name, final.status)
+        if final.status == "failed":
+            (self.training_panel.show_failure if self._job_dock == "trainingDock" else self._failure_box)(final)
         self.history_panel.refresh()
         self.forecast_panel.refresh()
         if final.status == "finished" and self.store.get_backtest(final.run_id) is not None:
             self.show_backtest(final.run_id)
         if self._close_when_idle:
             self.close()
+
+    def _failure_box(self, final: Finished) -> None:
+        """Window-modal but non-blocking, like every job dialog: the GUI stays usable behind it."""
+        error = final.error
+        lines = (error or "unknown error").strip().splitlines()
+        box = QMessageBox(QMessageBox.Icon.Warning, "Job failed", f"{self.runner.name} failed: {lines[-1]}",
+                          parent=self)
+        if is_history_fault(error):
+            box.setInformativeText(HISTORY_ADVICE)
+        box.setDetailedText(error or "")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
 
     # --- persistence and closing ------------------------------------------------------------
 

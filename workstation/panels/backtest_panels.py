@@ -214,10 +214,7 @@ class PositionsPanel(_BacktestPanel):
         plot.hideButtons()
         style_axes(plot, self.palette_)
         link_x([self.chart.price_plot, self.position_plot])
-        self.cursor = pg.InfiniteLine(angle=90, movable=False,
-                                      pen=pg.mkPen(self.palette_.muted, style=Qt.PenStyle.DashLine))
-        plot.addItem(self.cursor, ignoreBounds=True)
-        self._cursor_proxy = pg.SignalProxy(plot.scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse)
+        self.chart.crosshair.add_plot(plot)  # hovering the positions moves the lines on the candles too
 
     def _layout(self) -> None:
         side = self.regime_side = QWidget()
@@ -260,23 +257,16 @@ class PositionsPanel(_BacktestPanel):
         up, down = change > 0, change < 0
         self.buys.setData(x[up], low[up], brush=pg.mkBrush(p.up))
         self.sells.setData(x[down], high[down], brush=pg.mkBrush(p.down))
-        self.cursor.setPen(pg.mkPen(p.muted, style=Qt.PenStyle.DashLine))
         per_regime = view.record["metrics"].get("per_regime", {})
         _fill(self.regime_table, [[name] + [format_metric(k, m.get(k)) for k in REGIME_COLUMNS]
                                   for name in reversed(REGIME_NAMES) if (m := per_regime.get(name))])
         self.regime_side.setMinimumWidth(self.regime_table.horizontalHeader().length() + 8)  # no scroll bar
         self._show_position(len(frame) - 1)
 
-    def _on_mouse(self, args) -> None:
-        pos = args[0]
-        if self.position_plot.sceneBoundingRect().contains(pos):
-            self._show_position(int(round(self.position_plot.vb.mapSceneToView(pos).x())))
-
     @Slot(int)
     def _show_position(self, index: int) -> None:
         if self.view is None or not 0 <= index < len(self.view.frame):
             return
-        self.cursor.setPos(index)
         row = self.view.frame.iloc[index]
         regime = row["regime"] or "unknown"
         self.readout.setText(f"{self.view.frame.index[index]:%Y-%m-%d}   position {int(row['position'])}/10   "

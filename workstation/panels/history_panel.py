@@ -98,6 +98,7 @@ class HistoryPanel(QWidget):
     open_backtest = Signal(str)  # backtest id
     backtest_requested = Signal(str)  # run id to preselect in the wizard
     resume_requested = Signal(str)  # run id
+    backtest_deleted = Signal(str)  # backtest id
 
     def __init__(self, store: RunStore, palette: Palette, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -157,8 +158,8 @@ class HistoryPanel(QWidget):
                  lambda: self.open_backtest.emit(self._current()[1])),
                 ("resume", "Resume", "Continue an interrupted, cancelled or failed run from its last checkpoint",
                  lambda: self.resume_requested.emit(self._current()[1])),
-                ("delete", "Delete…", "Delete the run, its backtests, exports records and checkpoint files",
-                 self.delete_current)):
+                ("delete", "Delete…", "Delete the run (its backtests, export records and checkpoint files) "
+                 "or the backtest (its export records) on the current row", self.delete_current)):
             button = QPushButton(text)
             button.setToolTip(tip)
             button.clicked.connect(slot)
@@ -280,7 +281,8 @@ class HistoryPanel(QWidget):
         self.buttons["backtest"].setEnabled(status == "finished" and run_kind in ("price", "strategy"))
         self.buttons["show"].setEnabled(backtest is not None)
         self.buttons["resume"].setEnabled(status in RESUMABLE and run_kind in ("price", "strategy"))
-        self.buttons["delete"].setEnabled(record is not None and status != "running")
+        self.buttons["delete"].setEnabled(backtest is not None or (record is not None and status != "running"))
+        self.buttons["delete"].setText("Delete backtest…" if backtest is not None else "Delete run…")
         self._overlay()
 
     def _details(self, kind: str, record: dict | None, backtest: dict | None, key: str) -> str:
@@ -331,25 +333,42 @@ class HistoryPanel(QWidget):
             self.open_forecast.emit(record["config"]["price_run"] if record["kind"] == "strategy" else key)
 
     def delete_current(self) -> bool:
-        """Delete the current run after confirmation: its records, backtests, exports and files."""
-        kind, run_id = self._current()
-        record = self.store.get_run(run_id) if kind == "run" else None
+        """Delete the current run or backtest after confirmation; True when it was deleted."""
+        kind, key = self._current()
+        if kind == "backtest":
+            return self._delete_backtest(key)
+        record = self.store.get_run(key) if kind == "run" else None
         if record is None:
             return False
-        backtests = self.store.list_backtests(run_id)
-        children = [r["run_id"] for r in self.store.list_runs() if r["parent_run"] == run_id]
-        text = (f"Delete {record['kind']} run {run_id}?\n\nIts metrics, {len(backtests)} backtest(s), their "
+        backtests = self.store.list_backtests(key)
+        children = [r["run_id"] for r in self.store.list_runs() if r["parent_run"] == key]
+        text = (f"Delete {record['kind']} run {key}?\n\nIts metrics, {len(backtests)} backtest(s), their "
                 f"export records and its checkpoint folder are removed for good (exported CSV files are kept).")
         if children:
             text += f"\n\n{len(children)} strategy run(s) trained on it stay, but can no longer be backtested."
-        answer = QMessageBox.question(self, "Delete run", text,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                                      QMessageBox.StandardButton.No)
-        if answer != QMessageBox.StandardButton.Yes:
+        if not self._confirm("Delete run", text):
             return False
-        self.store.delete_run(run_id, delete_files=True)
+        self.store.delete_run(key, delete_files=True)
+        for backtest in backtests:
+            self.backtest_deleted.emit(backtest["backtest_id"])
         self.refresh()
         return True
+
+    def _delete_backtest(self, backtest_id: str) -> bool:
+        exports = self.store.list_exports(backtest_id)
+        text = (f"Delete backtest {backtest_id}?\n\nIts results and {len(exports)} export record(s) are removed "
+                "for good; the run it tested and any exported CSV files are kept.")
+        if not self._confirm("Delete backtest", text):
+            return False
+        self.store.delete_backtest(backtest_id)
+        self.backtest_deleted.emit(backtest_id)
+        self.refresh()
+        return True
+
+    def _confirm(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def set_palette(self, palette: Palette) -> None:
         self.palette_ = palette

@@ -17,38 +17,120 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QLis
 
 from engine.training.events import CheckpointEvent, EvalEvent, Finished, Progress, RunStarted, StepEvent
 from workstation.charts import link_x, style_axes
-from workstation.jobs import JobRunner
+from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
 from workstation.status import format_eta
 from workstation.theme import Palette
 
 REDRAW_MS = 100
+MAX_POINTS = 5000  # per curve; beyond it older points are merged (min/max), see DecimatedSeries
 TOTAL = "total"
+GRAD_PREFIX = "grad:"
 EXPLODING_RATIO = 50.0  # a grad norm this many times the run's median so far is called exploding
 
 
+class DecimatedSeries:
+    """Columns of values on one step axis, at most `cap` rows however long a run lasts.
+
+    The newest cap/2 rows are kept as logged. Older rows form a coarse part of min/max pairs: each
+    bin of rows becomes two, the lowest and the highest value of each column in the order they
+    occurred, at the bin's first and last step, so a spike survives every merge. When the coarse
+    part fills half its budget its bins double, so its resolution stays even over the whole run.
+    Memory and redraw cost stay flat over an overnight run.
+    """
+
+    def __init__(self, names: list[str], cap: int = MAX_POINTS) -> None:
+        if cap % 8:
+            raise ValueError(f"cap must be a multiple of 8, got {cap}")
+        self.cap, self.n = cap, 0
+        self.coarse = 0  # rows [0, coarse) are min/max pairs
+        self.weights = np.zeros(cap // 2, dtype=np.int64)  # logged rows behind each pair
+        self.bin = 4  # logged rows a pair takes before the next pair starts
+        self.names = list(names)
+        self.x = np.empty(cap)
+        self.y = np.full((cap, len(names)), np.nan)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, x: float, values: dict[str, float]) -> None:
+        """One row; a column seen for the first time is NaN before it (gaps are not drawn)."""
+        for name in values:
+            if name not in self.names:
+                self.names.append(name)
+                self.y = np.hstack([self.y, np.full((self.cap, 1), np.nan)])
+        if self.n == self.cap:
+            self._make_room()
+        self.x[self.n] = x
+        self.y[self.n] = [values.get(name, math.nan) for name in self.names]
+        self.n += 1
+
+    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (steps, values): curves keep them, and the buffers are rewritten in place."""
+        return self.x[:self.n].copy(), self.y[:self.n, self.names.index(name)].copy()
+
+    def _make_room(self) -> None:
+        """Move the logged rows beyond the newest cap/2 into the coarse part."""
+        if self.coarse > self.cap // 4:  # the coarse part used half its budget: halve its resolution
+            self._coarsen()
+        spare = self.n - self.coarse - self.cap // 2
+        pairs = self.coarse // 2
+        if pairs and self.weights[pairs - 1] < self.bin:  # the last pair is still open: fill it
+            take = min(spare, self.bin - int(self.weights[pairs - 1]))
+            self._merge(self.coarse - 2, self.coarse + take, take + 2)
+            self.weights[pairs - 1] += take
+            spare -= take
+        full, rest = divmod(spare, self.bin)
+        sizes = [self.bin] * full + ([rest] if rest > 1 else [])  # a single row stays as logged
+        for size, count in ((self.bin, full), (rest, int(rest > 1))):
+            if count:
+                self.coarse += self._merge(self.coarse, self.coarse + size * count, size)
+        self.weights[pairs:pairs + len(sizes)] = sizes
+
+    def _coarsen(self) -> None:
+        """Merge neighbouring pairs (an odd last one stays): half the rows, bins twice as long."""
+        pairs = self.coarse // 2
+        even = pairs - pairs % 2
+        written = self._merge(0, 2 * even, 4)
+        w = self.weights[:pairs].copy()
+        self.weights[:even // 2] = w[:even].reshape(-1, 2).sum(axis=1)
+        self.weights[even // 2:even // 2 + pairs % 2] = w[even:]
+        self.coarse -= 2 * even - written
+        self.bin *= 2
+
+    def _merge(self, start: int, stop: int, size: int) -> int:
+        """Rows [start, stop) become min/max pairs of `size` rows; later rows move up. Returns the
+        number of rows written."""
+        x, y = self.x[start:stop].reshape(-1, size), self.y[start:stop].reshape(-1, size, len(self.names))
+        lowest = np.argmin(np.where(np.isnan(y), np.inf, y), axis=1)  # NaN only where all are
+        highest = np.argmax(np.where(np.isnan(y), -np.inf, y), axis=1)
+        order = np.stack([np.minimum(lowest, highest), np.maximum(lowest, highest)], axis=1)
+        end = start + 2 * len(x)
+        self.y[start:end] = np.take_along_axis(y, order, axis=1).reshape(end - start, -1)
+        self.x[start:end] = x[:, [0, -1]].reshape(-1)
+        tail = self.n - stop
+        self.x[end:end + tail] = self.x[stop:self.n]  # numpy copies overlapping slices safely
+        self.y[end:end + tail] = self.y[stop:self.n]
+        self.n = end + tail
+        return end - start
+
+
 class _Series:
-    """Append-only buffers of one run, aligned on step."""
+    """The buffers of one run: training rows (loss, learning rate, gradient norms) and evaluations."""
 
     def __init__(self) -> None:
-        self.steps: list[int] = []
-        self.loss: list[float] = []
-        self.lr: list[float] = []
-        self.grad: dict[str, list[float]] = {TOTAL: []}
-        self.val_steps: list[int] = []
-        self.val_loss: list[float] = []
+        self.train = DecimatedSeries(["loss", "lr", TOTAL])
+        self.val = DecimatedSeries(["val_loss"])
         self.best: tuple[int, float] | None = None
+        self.last_step = 0
 
     def add_step(self, e: StepEvent) -> None:
-        n = len(self.steps)
-        self.steps.append(e.step)
-        self.loss.append(e.loss)
-        self.lr.append(e.lr)
-        self.grad[TOTAL].append(e.grad_norm)
-        for name, value in e.module_grad_norms.items():
-            self.grad.setdefault(name, [math.nan] * n).append(value)
-        for values in self.grad.values():  # a module missing from this step keeps alignment
-            if len(values) == n:
-                values.append(math.nan)
+        self.train.append(e.step, {"loss": e.loss, "lr": e.lr, TOTAL: e.grad_norm,
+                                   **{GRAD_PREFIX + k: v for k, v in e.module_grad_norms.items()}})
+        self.last_step = e.step
+
+    def grad_names(self) -> list[str]:
+        """TOTAL and the modules, in the order they were first seen."""
+        return [TOTAL] + [n[len(GRAD_PREFIX):] for n in self.train.names if n.startswith(GRAD_PREFIX)]
 
 
 class TrainingPanel(QWidget):
@@ -61,6 +143,7 @@ class TrainingPanel(QWidget):
         self.palette_ = palette
         self.data = _Series()
         self.run_id = ""
+        self._training = False  # a training run has started in the current job (not a backtest)
         self._speed_text = ""
         self._dirty = False
         self._build_controls()
@@ -187,14 +270,18 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_started(self, e: RunStarted) -> None:
+        self._training = True
         self.data = _Series()
         self.run_id = e.run_id
         self.title.setText(f"{e.kind.capitalize()} run {e.run_id}")
         self.progress.setRange(0, max(1, e.total_steps))
         self.progress.setValue(0)
         # The whole run's x range up front: axes stay still while curves grow (cheap repaints).
-        self.loss_plot.enableAutoRange(x=False)
-        self.loss_plot.setXRange(0, max(1, e.total_steps), padding=0.02)
+        if e.total_steps > 0:
+            self.loss_plot.enableAutoRange(x=False)
+            self.loss_plot.setXRange(0, e.total_steps, padding=0.02)
+        else:  # unknown length (a run followed from the history): follow the data
+            self.loss_plot.enableAutoRange(x=True)
         for line in self.stop_lines:
             self.loss_plot.removeItem(line)
         self.stop_lines = []
@@ -203,7 +290,7 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_step(self, e: StepEvent) -> None:
-        previous = np.asarray(self.data.grad[TOTAL], dtype=float)
+        previous = self.data.train.column(TOTAL)[1]  # bounded: at most MAX_POINTS values
         self.data.add_step(e)
         self._speed_text = f"{e.samples_per_s:,.0f} samples/s"
         if not (math.isfinite(e.loss) and math.isfinite(e.grad_norm)):
@@ -215,8 +302,7 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_eval(self, e: EvalEvent) -> None:
-        self.data.val_steps.append(e.step)
-        self.data.val_loss.append(e.val_loss)
+        self.data.val.append(e.step, {"val_loss": e.val_loss})
         if e.is_best:
             self.data.best = (e.step, e.val_loss)
         self._mark_dirty()
@@ -249,23 +335,28 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_finished(self, e: Finished) -> None:
+        if not self._training:  # a backtest, or a training job that failed before its first step
+            return
+        self._training = False
         self.redraw()
         self.eta.setText("")
-        last = self.data.steps[-1] if self.data.steps else 0
+        last = self.data.last_step
         if e.status == "failed":
             self._add_stop_line(last, "failed", self.palette_.error)
             self._show_banner(f"Training failed at step {last}: {_summary(e.error)}", "error")
-            self._failure_box(e)
         elif e.status == "cancelled":
             self._show_banner(f"Cancelled at step {last}; the run is recorded as cancelled.", "warn")
         elif e.early_stopped:
             self._add_stop_line(last, "early stop", self.palette_.warn)
         self.title.setText(f"{self.title.text().split(' · ')[0]} · {e.status}")
 
-    def _failure_box(self, e: Finished) -> None:
+    def show_failure(self, e: Finished) -> None:
+        """The dialog of a failed training job (the main window calls it once the job has ended)."""
         box = QMessageBox(QMessageBox.Icon.Critical, "Training failed",
-                          f"The run {e.run_id or ''} stopped: {_summary(e.error)}", parent=self)
-        box.setInformativeText("Common causes: a learning rate too high for the model size, fp16 "
+                          f"{f'The run {e.run_id}' if e.run_id else 'Training'} stopped: {_summary(e.error)}",
+                          parent=self)
+        box.setInformativeText(HISTORY_ADVICE if is_history_fault(e.error) else
+                               "Common causes: a learning rate too high for the model size, fp16 "
                                "overflow, or a dataset too short for the window.")
         box.setDetailedText(e.error or "")
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -302,24 +393,23 @@ class TrainingPanel(QWidget):
 
     @Slot()
     def redraw(self) -> None:
-        """Push the buffers into the existing curves (called by the timer, and once at the end)."""
+        """Push the bounded buffers into the existing curves (by the timer, and once at the end)."""
         d = self.data
-        steps = np.asarray(d.steps, dtype=float)
-        loss = np.asarray(d.loss, dtype=float)
+        steps, loss = d.train.column("loss")
         self.train_curve.setData(steps, loss)
         weight = self.smoothing.value() / 100
         smooth = pd.Series(loss).ewm(alpha=1 - weight, adjust=False).mean().to_numpy() if weight else loss
         self.smooth_curve.setData(steps, smooth)
-        self.val_curve.setData(np.asarray(d.val_steps, float), np.asarray(d.val_loss, float))
+        self.val_curve.setData(*d.val.column("val_loss"))
         self.best_marker.setData([d.best[0]] if d.best else [], [d.best[1]] if d.best else [])
-        for name, values in d.grad.items():
+        for name in d.grad_names():
             curve = self._grad_curve(name)
             item = self.modules.findItems(name, Qt.MatchFlag.MatchExactly)[0]
             shown = item.checkState() == Qt.CheckState.Checked
             curve.setVisible(shown)
             if shown:
-                curve.setData(steps, np.asarray(values, dtype=float), connect="finite")
-        self.lr_curve.setData(steps, np.asarray(d.lr, dtype=float))
+                curve.setData(*d.train.column(name if name == TOTAL else GRAD_PREFIX + name), connect="finite")
+        self.lr_curve.setData(*d.train.column("lr"))
         self.speed.setText(self._speed_text)
         self._dirty = False
 

@@ -21,7 +21,7 @@ from engine.config import BacktestConfig
 from engine.data.io import BarTable
 from engine.store import RunStore
 from engine.training.events import CancelToken, Event
-from workstation.wizards.train_wizard import _dspin, _error_label
+from workstation.wizards.fields import dspin, error_label, remember_fields, restore_fields
 
 SETTINGS_GROUP = "wizard/backtest"
 KINDS = {"strategy": "strategy (its positions)", "price": "price (follow the forecast)"}
@@ -60,7 +60,7 @@ class SourcePage(QWizardPage):
                 item.setData(0, Qt.ItemDataRole.UserRole, record["run_id"])
                 if record["run_id"] == preselect:
                     self.runs.setCurrentItem(item)
-        self.error = _error_label()
+        self.error = error_label()
         if self.runs.topLevelItemCount() == 0:
             self.error.setText("No finished run yet: train a price network (and a strategy on it) first.")
         layout = QVBoxLayout(self)
@@ -102,7 +102,7 @@ class PeriodPage(QWizardPage):
         self.warning.setProperty("role", "banner-warn")
         self.warning.setWordWrap(True)
         self.warning.setVisible(False)
-        self.error = _error_label()
+        self.error = error_label()
         dates = QHBoxLayout()
         for widget in (self.start, QLabel("to"), self.end, self.default_button):
             dates.addWidget(widget)
@@ -190,16 +190,16 @@ class CostsPage(QWizardPage):
         self.setSubTitle("Costs are charged on every change of position; Finish runs the backtest in the "
                          "background.")
         defaults = BacktestConfig()
-        self.cost_bps = _dspin(0.0, 500.0, defaults.cost_bps, "Commission and fees in basis points per unit "
+        self.cost_bps = dspin(0.0, 500.0, defaults.cost_bps, "Commission and fees in basis points per unit "
                                "of turnover (a position change of 10 = one unit)", decimals=1, step=1.0)
-        self.slippage_bps = _dspin(0.0, 500.0, defaults.slippage_bps, "Extra cost of trading at a worse price "
+        self.slippage_bps = dspin(0.0, 500.0, defaults.slippage_bps, "Extra cost of trading at a worse price "
                                    "than the close, in basis points", decimals=1, step=1.0)
         self.ashare = QCheckBox("A-share rules")
         self.ashare.setToolTip("No buying on a limit-up close, no selling on a limit-down close (T+1 holds "
                                "by construction: positions change once a day at the close)")
-        self.limit_pct = _dspin(0.01, 0.5, defaults.limit_pct, "Daily price limit (0.10 main board, 0.20 "
+        self.limit_pct = dspin(0.01, 0.5, defaults.limit_pct, "Daily price limit (0.10 main board, 0.20 "
                                 "STAR/ChiNext)", decimals=2)
-        self.risk_free = _dspin(0.0, 0.2, defaults.risk_free, "Annual risk-free rate for Sharpe and Sortino",
+        self.risk_free = dspin(0.0, 0.2, defaults.risk_free, "Annual risk-free rate for Sharpe and Sortino",
                                 decimals=3, step=0.005)
         form = QFormLayout(self)
         for label, widget in (("Cost (bps)", self.cost_bps), ("Slippage (bps)", self.slippage_bps),
@@ -261,14 +261,8 @@ class BacktestWizard(QWizard):
                 "risk_free": c.risk_free}
 
     def _restore(self) -> None:
-        settings = QSettings()
-        for key, box in self._fields().items():
-            value = settings.value(f"{SETTINGS_GROUP}/{key}")
-            if value is not None:
-                box.setValue(float(value))
+        restore_fields(SETTINGS_GROUP, self._fields())
 
     def _remember(self) -> None:
-        settings = QSettings()
-        for key, box in self._fields().items():
-            settings.setValue(f"{SETTINGS_GROUP}/{key}", box.value())
-        settings.setValue(f"{SETTINGS_GROUP}/dataset", self.period_page.data())
+        remember_fields(SETTINGS_GROUP, self._fields())
+        QSettings().setValue(f"{SETTINGS_GROUP}/dataset", self.period_page.data())

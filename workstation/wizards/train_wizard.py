@@ -16,9 +16,8 @@ import pandas as pd
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QDate, QSettings, Qt
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDateEdit, QDoubleSpinBox, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QRadioButton,
-                               QSpinBox, QVBoxLayout, QWidget, QWizard, QWizardPage)
+from PySide6.QtWidgets import (QButtonGroup, QDateEdit, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
+                               QListWidgetItem, QRadioButton, QVBoxLayout, QWidget, QWizard, QWizardPage)
 
 from engine.config import (PRESETS, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig,
                            TrainConfig, override)
@@ -27,6 +26,8 @@ from engine.store import RunStore
 from engine.training.events import CancelToken, Event, Finished
 from workstation.charts import date_plot, fast_curve
 from workstation.theme import Palette
+from workstation.torchrun import torchrun_command, torchrun_job
+from workstation.wizards.fields import combo, dspin, error_label, remember_fields, restore_fields, spin
 
 SETTINGS_GROUP = "wizard/train"
 STAGES = {"price": "Price network (stage 1)", "strategy": "Strategy network (stage 2, needs a price run)",
@@ -46,9 +47,14 @@ class TrainRequest:
     strategy_model: StrategyModelConfig
     strategy_loss: StrategyLossConfig
     train: TrainConfig
+    processes: int = 1  # above 1: a torchrun subprocess of the CLI (price stage), followed in the history
 
     def job(self, store: RunStore) -> Callable[[CancelToken], Iterator[Event]]:
         """The generator the JobRunner runs: one stage, or price then strategy on the new price run."""
+        if self.processes > 1:
+            command = torchrun_command(self.datasets, self.price_model, self.data, self.train, store.path,
+                                       self.processes)
+            return torchrun_job(command, store, total_steps=self.train.max_steps or 0)
 
         def run(cancel: CancelToken) -> Iterator[Event]:
             price_run = self.price_run
@@ -83,39 +89,6 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def _error_label() -> QLabel:
-    label = QLabel()
-    label.setProperty("role", "error")
-    label.setWordWrap(True)
-    return label
-
-
-def _spin(lo: int, hi: int, value: int, tip: str, step: int = 1) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(lo, hi)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
-
-
-def _dspin(lo: float, hi: float, value: float, tip: str, decimals: int = 2, step: float = 0.01) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(lo, hi)
-    box.setDecimals(decimals)
-    box.setSingleStep(step)
-    box.setValue(value)
-    box.setToolTip(tip)
-    return box
-
-
-def _combo(items: list[str], tip: str) -> QComboBox:
-    box = QComboBox()
-    box.addItems(items)
-    box.setToolTip(tip)
-    return box
-
-
 class DataPage(QWizardPage):
     """Datasets, date range and the chronological split, previewed on a small chart."""
 
@@ -138,10 +111,10 @@ class DataPage(QWizardPage):
             edit.setDisplayFormat("yyyy-MM-dd")
         self.start.setToolTip("First bar used (inclusive)")
         self.end.setToolTip("Last bar used (inclusive)")
-        self.val_fraction = _dspin(0.0, 0.5, 0.15, "Share of the most recent windows (before test) for "
+        self.val_fraction = dspin(0.0, 0.5, 0.15, "Share of the most recent windows (before test) for "
                                    "validation: early stopping and the best checkpoint use it")
-        self.test_fraction = _dspin(0.0, 0.5, 0.15, "Share of the most recent windows kept for testing")
-        self.error = _error_label()
+        self.test_fraction = dspin(0.0, 0.5, 0.15, "Share of the most recent windows kept for testing")
+        self.error = error_label()
         plot = date_plot(pd.DatetimeIndex([]))
         plot.setMouseEnabled(x=True, y=False)
         self.preview = pg.PlotWidget(plotItem=plot)
@@ -264,12 +237,12 @@ class StagePage(QWizardPage):
             self.buttons[key] = button
             layout.addWidget(button)
             button.toggled.connect(self._on_stage)
-        self.price_run = _combo([], "A finished price run whose checkpoint feeds the strategy network")
+        self.price_run = combo([], "A finished price run whose checkpoint feeds the strategy network")
         self.run_row = QWidget()
         row = QFormLayout(self.run_row)
         row.addRow("Price run", self.price_run)
         layout.addWidget(self.run_row)
-        self.error = _error_label()
+        self.error = error_label()
         layout.addWidget(self.error)
         layout.addStretch(1)
         self.buttons["price"].setChecked(True)
@@ -302,21 +275,21 @@ class ModelPage(QWizardPage):
         super().__init__()
         self.setTitle("Model")
         self.setSubTitle("Start from a preset; the fields below override it.")
-        self.preset = _combo(list(PRESETS), "Sizes of about 2.5M / 10M / 40M / 160M parameters")
-        self.d_model = _spin(8, 4096, 256, "Width of every token representation", step=8)
-        self.n_layers = _spin(1, 64, 4, "Number of Transformer blocks")
-        self.n_heads = _spin(1, 64, 4, "Attention heads")
-        self.kv_lora_rank = _spin(4, 2048, 64, "MLA: size of the compressed key/value latent (smaller = "
+        self.preset = combo(list(PRESETS), "Sizes of about 2.5M / 10M / 40M / 160M parameters")
+        self.d_model = spin(8, 4096, 256, "Width of every token representation", step=8)
+        self.n_layers = spin(1, 64, 4, "Number of Transformer blocks")
+        self.n_heads = spin(1, 64, 4, "Attention heads")
+        self.kv_lora_rank = spin(4, 2048, 64, "MLA: size of the compressed key/value latent (smaller = "
                                   "less memory; DeepSeek uses ~1/4 of the model width)", step=4)
-        self.dropout = _dspin(0.0, 0.9, 0.1, "Dropout rate (0.1 is a good start; more for small datasets)")
-        self.attention = _combo(["mla", "mha"], "MLA: multi-head latent attention (compressed K/V, "
+        self.dropout = dspin(0.0, 0.9, 0.1, "Dropout rate (0.1 is a good start; more for small datasets)")
+        self.attention = combo(["mla", "mha"], "MLA: multi-head latent attention (compressed K/V, "
                                 "decoupled RoPE); MHA: standard multi-head attention")
-        self.ffn = _combo(["swiglu", "geglu", "moe"], "Feed-forward: SwiGLU, GeGLU, or a mixture of "
+        self.ffn = combo(["swiglu", "geglu", "moe"], "Feed-forward: SwiGLU, GeGLU, or a mixture of "
                           "SwiGLU experts with a load-balancing loss")
-        self.loss = _combo(["huber", "mse", "mae"], "Price loss: Huber is robust to the occasional crash day")
-        self.cell = _combo(["gru", "lstm"], "Recurrent cell of the strategy network")
-        self.state_dim = _spin(8, 1024, 64, "Hidden state size of the strategy network", step=8)
-        self.error = _error_label()
+        self.loss = combo(["huber", "mse", "mae"], "Price loss: Huber is robust to the occasional crash day")
+        self.cell = combo(["gru", "lstm"], "Recurrent cell of the strategy network")
+        self.state_dim = spin(8, 1024, 64, "Hidden state size of the strategy network", step=8)
+        self.error = error_label()
         self.strategy_box = QGroupBox("Strategy network")
         strategy = QFormLayout(self.strategy_box)
         strategy.addRow("Cell", self.cell)
@@ -407,28 +380,31 @@ class ComputePage(QWizardPage):
         self.setTitle("Compute")
         self.setSubTitle("Training stops at the first of: epochs done, max steps, or early stopping.")
         defaults = TrainConfig()
-        self.device = _combo(device_choices(), "auto: the first CUDA GPU if there is one, else the CPU")
-        self.precision = _combo(["auto", "fp32", "bf16", "fp16"], "auto: bf16 where the device supports it; "
+        self.device = combo(device_choices(), "auto: the first CUDA GPU if there is one, else the CPU")
+        self.precision = combo(["auto", "fp32", "bf16", "fp16"], "auto: bf16 where the device supports it; "
                                 "fp16 needs CUDA (with loss scaling)")
-        self.batch_size = _spin(1, 4096, defaults.batch_size, "Windows per optimiser step (before accumulation)")
-        self.grad_accum = _spin(1, 256, defaults.grad_accum, "Batches accumulated per optimiser step "
+        self.batch_size = spin(1, 4096, defaults.batch_size, "Windows per optimiser step (before accumulation)")
+        self.grad_accum = spin(1, 256, defaults.grad_accum, "Batches accumulated per optimiser step "
                                 "(effective batch = batch size x accumulation)")
-        self.epochs = _spin(1, 1000, defaults.epochs, "Passes over the training windows")
-        self.max_steps = _spin(0, 10_000_000, 0, "Stop after this many optimiser steps (0: no limit)")
-        self.patience = _spin(0, 1000, defaults.patience, "Evaluations without validation improvement "
+        self.epochs = spin(1, 1000, defaults.epochs, "Passes over the training windows")
+        self.max_steps = spin(0, 10_000_000, 0, "Stop after this many optimiser steps (0: no limit)")
+        self.patience = spin(0, 1000, defaults.patience, "Evaluations without validation improvement "
                               "before stopping early (0: never stop early)")
-        self.lr = _dspin(1e-6, 1.0, defaults.lr, "Peak learning rate (after warm-up; cosine decay after)",
+        self.lr = dspin(1e-6, 1.0, defaults.lr, "Peak learning rate (after warm-up; cosine decay after)",
                          decimals=6, step=1e-4)
-        self.seed = _spin(0, 2**31 - 1, defaults.seed, "Random seed: the same seed and data give the same run")
-        self.threads = _spin(1, os.cpu_count() or 1, default_threads(), "CPU threads for training; one core "
-                             "is left to the window by default so it stays responsive")
-        self.error = _error_label()
+        self.seed = spin(0, 2**31 - 1, defaults.seed, "Random seed: the same seed and data give the same run")
+        self.threads = spin(1, os.cpu_count() or 1, default_threads(), "CPU threads for training; one core "
+                            "is left to the window by default so it stays responsive")
+        self.processes = spin(1, 64, 1, "1: train inside the workstation. N > 1: launch N processes with "
+                              "torchrun (DistributedDataParallel: one per GPU, or gloo on the CPU with one "
+                              "thread each) and follow the run from the history; price network only")
+        self.error = error_label()
         form = QFormLayout(self)
         for label, widget in (("Device", self.device), ("Precision", self.precision),
                               ("Batch size", self.batch_size), ("Accumulation", self.grad_accum),
                               ("Epochs", self.epochs), ("Max steps", self.max_steps),
                               ("Early-stopping patience", self.patience), ("Learning rate", self.lr),
-                              ("Seed", self.seed), ("CPU threads", self.threads)):
+                              ("Seed", self.seed), ("CPU threads", self.threads), ("Processes", self.processes)):
             form.addRow(label, widget)
         form.addRow(self.error)
 
@@ -447,6 +423,11 @@ class ComputePage(QWizardPage):
             problem = "CUDA was chosen but no CUDA GPU is available to this PyTorch build."
         elif precision == "fp16" and not device.startswith("cuda"):
             problem = "fp16 training needs a CUDA GPU; use bf16 or fp32 on this device."
+        elif self.processes.value() > 1 and self.wizard().stage_page.stage() != "price":
+            problem = "Several processes train the price network only: choose that stage, or 1 process."
+        elif self.processes.value() > 1 and device.startswith("cuda") and \
+                self.processes.value() > torch.cuda.device_count():
+            problem = f"{self.processes.value()} processes need as many GPUs; {torch.cuda.device_count()} found."
         self.error.setText(problem)
         return not problem
 
@@ -479,7 +460,9 @@ class ReviewPage(QWizardPage):
                                   f"layer(s), {cfg.n_heads} head(s), KV rank {cfg.kv_lora_rank}, loss {train.loss}"),
                 ("Parameters", f"{params:,} (price network)"),
                 ("Memory (rough)", f"{memory:.2f} GB at batch {train.batch_size}, {train.precision}"),
-                ("Compute", f"{train.device}, {train.precision}, {train.num_threads} CPU thread(s)"),
+                ("Compute", f"{train.device}, {train.precision}, " + (
+                    f"{request.processes} processes (torchrun)" if request.processes > 1
+                    else f"{train.num_threads} CPU thread(s)")),
                 ("Schedule", f"{train.epochs} epoch(s), max steps {train.max_steps or 'none'}, batch "
                              f"{train.batch_size} x {train.grad_accum}, lr {train.lr:g}, seed {train.seed}")]
         self.parameters = params
@@ -518,7 +501,8 @@ class TrainWizard(QWizard):
             data=DataConfig(val_fraction=data.val_fraction.value(), test_fraction=data.test_fraction.value(),
                             start=start, end=end),
             price_model=model.price_config(), strategy_model=model.strategy_config(),
-            strategy_loss=StrategyLossConfig(), train=compute.config(model.loss.currentText()))
+            strategy_loss=StrategyLossConfig(), train=compute.config(model.loss.currentText()),
+            processes=compute.processes.value())
 
     def _fields(self) -> dict[str, QWidget]:
         """Every remembered input, by settings key."""
@@ -528,53 +512,21 @@ class TrainWizard(QWizard):
                  "loss": m.loss, "cell": m.cell, "state_dim": m.state_dim, "device": c.device,
                  "precision": c.precision, "batch_size": c.batch_size, "grad_accum": c.grad_accum,
                  "epochs": c.epochs, "max_steps": c.max_steps, "patience": c.patience, "lr": c.lr,
-                 "seed": c.seed, "threads": c.threads, "val_fraction": d.val_fraction,
+                 "seed": c.seed, "threads": c.threads, "processes": c.processes, "val_fraction": d.val_fraction,
                  "test_fraction": d.test_fraction}
         names.update({f"stage_{k}": b for k, b in self.stage_page.buttons.items()})
         return names
 
     def _restore(self) -> None:
-        settings = QSettings()
-        settings.beginGroup(SETTINGS_GROUP)
-        if not settings.contains("preset"):
+        if not QSettings().contains(f"{SETTINGS_GROUP}/preset"):
             self.model_page.apply_preset(self.model_page.preset.currentText())
-        for key, widget in self._fields().items():
-            if settings.contains(key):
-                _set_value(widget, settings.value(key))
-        remembered = settings.value("datasets", [])
-        settings.endGroup()
+        restore_fields(SETTINGS_GROUP, self._fields())
+        remembered = QSettings().value(f"{SETTINGS_GROUP}/datasets", [])
         remembered = [remembered] if isinstance(remembered, str) else list(remembered or [])
         available = [self.data_page.datasets.item(i).data(Qt.ItemDataRole.UserRole)
                      for i in range(self.data_page.datasets.count())]
         self.data_page.set_checked([s for s in remembered if s in available] or available[:1])
 
     def _remember(self) -> None:
-        settings = QSettings()
-        settings.beginGroup(SETTINGS_GROUP)
-        for key, widget in self._fields().items():
-            settings.setValue(key, _value(widget))
-        settings.setValue("datasets", self.data_page.checked())
-        settings.endGroup()
-
-
-def _value(widget: QWidget):
-    if isinstance(widget, QComboBox):
-        return widget.currentText()
-    if isinstance(widget, (QCheckBox, QRadioButton)):
-        return widget.isChecked()
-    return widget.value()
-
-
-def _set_value(widget: QWidget, value) -> None:
-    """Restore a remembered value; QSettings returns strings on some platforms, so convert."""
-    if isinstance(widget, QComboBox):
-        if widget.findText(str(value)) >= 0:
-            widget.blockSignals(True)  # a remembered preset must not overwrite remembered fields
-            widget.setCurrentText(str(value))
-            widget.blockSignals(False)
-    elif isinstance(widget, (QCheckBox, QRadioButton)):
-        widget.setChecked(value in (True, "true", "1", 1))
-    elif isinstance(widget, QDoubleSpinBox):
-        widget.setValue(float(value))
-    else:
-        widget.setValue(int(value))
+        remember_fields(SETTINGS_GROUP, self._fields())
+        QSettings().setValue(f"{SETTINGS_GROUP}/datasets", self.data_page.checked())
