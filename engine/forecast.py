@@ -61,6 +61,18 @@ def resolve_checkpoint(checkpoint_or_run: str | Path,
     return Path(row["path"]), row["sha256"]
 
 
+def read_checkpoint(checkpoint_or_run: str | Path,
+                    store: RunStore | None) -> tuple[Path, dict[str, Any], str]:
+    """(path, contents, sha256) of a checkpoint file or a run's best checkpoint, read with
+    weights_only; a run's file that changed since the run recorded it is a CheckpointError."""
+    path, recorded = resolve_checkpoint(checkpoint_or_run, store)
+    ckpt = load_checkpoint(path)
+    sha = file_sha256(path)
+    if recorded is not None and recorded != sha:
+        raise CheckpointError(f"{path}: file changed since the run recorded it (sha256 mismatch)")
+    return path, ckpt, sha
+
+
 def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
                      device: str | torch.device = "cpu") -> LoadedPriceModel:
     """Rebuild the network a checkpoint (or a run's best checkpoint) was trained as.
@@ -68,11 +80,7 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
     Loading never executes code from the file (weights_only); a file of another model shape or a
     run's checkpoint that changed on disk since it was recorded is a CheckpointError.
     """
-    path, recorded = resolve_checkpoint(checkpoint_or_run, store)
-    ckpt = load_checkpoint(path)
-    sha = file_sha256(path)
-    if recorded is not None and recorded != sha:
-        raise CheckpointError(f"{path}: file changed since the run recorded it (sha256 mismatch)")
+    path, ckpt, sha = read_checkpoint(checkpoint_or_run, store)
     try:
         model_cfg = from_dict(PriceModelConfig, ckpt["configs"]["model"])
         data_cfg = from_dict(DataConfig, ckpt["configs"].get("data"))
@@ -142,5 +150,5 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
                     prices=[float(p) for p in prices])
 
 
-__all__ = ["is_run_id", "resolve_checkpoint", "LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many", "encode_windows",
+__all__ = ["is_run_id", "resolve_checkpoint", "read_checkpoint", "LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many", "encode_windows",
            "next_business_days"]

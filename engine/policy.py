@@ -17,11 +17,11 @@ from torch import nn
 
 from engine.config import DataConfig, StrategyModelConfig, from_dict
 from engine.data import WindowSet
-from engine.forecast import LoadedPriceModel, encode_windows, load_price_model, resolve_checkpoint
+from engine.forecast import LoadedPriceModel, encode_windows, load_price_model, read_checkpoint
 from engine.atomic import atomic_save_npy
 from engine.models import StrategyNetwork
 from engine.store import RunStore
-from engine.training.checkpoint import CheckpointError, file_sha256, load_checkpoint, load_model_state
+from engine.training.checkpoint import CheckpointError, load_model_state
 
 WALK_BATCH = 4096
 
@@ -82,11 +82,7 @@ class LoadedStrategy:
 def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
                         device: str | torch.device = "cpu") -> LoadedStrategy:
     """Rebuild a strategy network and the frozen price network it was trained on (weights_only)."""
-    path, recorded = resolve_checkpoint(checkpoint_or_run, store)
-    ckpt = load_checkpoint(path)
-    sha = file_sha256(path)
-    if recorded is not None and recorded != sha:
-        raise CheckpointError(f"{path}: file changed since the run recorded it (sha256 mismatch)")
+    path, ckpt, sha = read_checkpoint(checkpoint_or_run, store)
     try:
         configs, extra = ckpt["configs"], ckpt["extra"]
         model_cfg = from_dict(StrategyModelConfig, configs["model"])
