@@ -59,21 +59,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, help="cap both stages (a quick smoke run)")
     parser.add_argument("--db", type=Path, help="run-history file (default: a temporary one)")
+    parser.add_argument("--price-run", help="reuse this finished price run (in --db) for stage 1")
     args = parser.parse_args()
 
     store = RunStore(args.db or Path(tempfile.mkdtemp()) / "runs.db")
     data_cfg = DataConfig()
-    price = finish(train_price(args.train, model_cfg=override(PRESETS[args.preset]),
-                               data_cfg=data_cfg, store=store,
-                               train_cfg=TrainConfig(epochs=args.epochs, seed=args.seed,
-                                                     max_steps=args.max_steps)))
+    price_run = args.price_run or finish(train_price(
+        args.train, model_cfg=override(PRESETS[args.preset]), data_cfg=data_cfg, store=store,
+        train_cfg=TrainConfig(epochs=args.epochs, seed=args.seed, max_steps=args.max_steps))).run_id
     strategy = finish(train_strategy(
-        price.run_id, args.train, model_cfg=StrategyModelConfig(),
+        price_run, args.train, model_cfg=StrategyModelConfig(),
         loss_cfg=StrategyLossConfig(cost_bps=args.cost_bps), data_cfg=data_cfg, store=store,
         train_cfg=TrainConfig(epochs=args.strategy_epochs, seed=args.seed, lr=1e-3,
                               max_steps=args.max_steps)))
 
-    print(f"price run {price.run_id}, strategy run {strategy.run_id}; costs {args.cost_bps:g} bps\n")
+    print(f"price run {price_run}, strategy run {strategy.run_id}; costs {args.cost_bps:g} bps\n")
     print("| series | seen in training | period | strategy total | Sharpe | max DD | turnover/yr "
           "| buy & hold total | Sharpe | follow-forecast total | 1-day MAE vs naive |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -83,7 +83,7 @@ def main() -> None:
         record = store.get_backtest(done.run_id)
         frame = load_backtest_frame(record)
         m, base = record["metrics"], record["baselines"]
-        skill = forecast_skill(store, price.run_id, data, str(frame.index[0].date()))
+        skill = forecast_skill(store, price_run, data, str(frame.index[0].date()))
         print(f"| {data} | {'yes (held-out tail)' if data in args.train else 'no'} "
               f"| {frame.index[0]:%Y-%m-%d} .. {frame.index[-1]:%Y-%m-%d} "
               f"| {fmt(m, 'total_return')} | {fmt(m, 'sharpe')} | {fmt(m, 'max_drawdown')} "
