@@ -73,3 +73,16 @@ def fill_train_wizard(win: MainWindow, max_steps: int = 10, d_model: int = 32) -
 
 def start_wizard(wizard: TrainWizard) -> None:
     wizard.button(QWizard.WizardButton.FinishButton).click()
+
+
+def start_training(win: MainWindow, max_steps: int, **compute: int) -> list:
+    """Click the wizard through, override compute-page spin boxes by name, start, and collect the
+    StepEvents the runner emits so a test can wait on them."""
+    steps: list = []
+    win.runner.stepped.connect(steps.append)
+    wizard = fill_train_wizard(win, max_steps=max_steps)
+    for name, value in compute.items():
+        getattr(wizard.compute_page, name).setValue(value)
+    start_wizard(wizard)
+    assert win.runner.is_running()
+    return steps

@@ -22,7 +22,7 @@ from engine.config import BacktestConfig
 from engine.data import load_bars
 from engine.store import RunStore, RunStoreError
 from engine.training.events import Finished, Progress, RunStarted, StepEvent
-from gui_helpers import fill_train_wizard, settings, start_wizard, window  # noqa: F401 (fixtures)
+from gui_helpers import fill_train_wizard, settings, start_training, window  # noqa: F401 (fixtures)
 from workstation import app as app_module
 from workstation.jobs import HISTORY_ADVICE
 from workstation.panels.backtest_panels import BacktestView, PositionsPanel
@@ -256,20 +256,9 @@ def test_torchrun_command_carries_every_choice_to_the_cli(window):
     assert {"d_model=32", "n_layers=1"} <= set(args.overrides)
 
 
-def _torchrun_training(window, qtbot, max_steps: int, epochs: int = 1) -> list:
-    steps: list = []
-    window.runner.stepped.connect(steps.append)
-    wizard = fill_train_wizard(window, max_steps=max_steps)
-    wizard.compute_page.processes.setValue(2)
-    wizard.compute_page.epochs.setValue(epochs)
-    start_wizard(wizard)
-    assert window.runner.is_running()
-    return steps
-
-
 @pytest.mark.slow
 def test_two_process_torchrun_run_is_followed_from_the_history_to_the_end(window, qtbot):
-    steps = _torchrun_training(window, qtbot, max_steps=6)
+    steps = start_training(window, max_steps=6, processes=2, epochs=1)
     with qtbot.waitSignal(window.runner.finished, timeout=JOB_TIMEOUT_MS) as blocker:
         pass
     final = blocker.args[0]
@@ -288,7 +277,7 @@ def test_two_process_torchrun_run_is_followed_from_the_history_to_the_end(window
 
 @pytest.mark.slow
 def test_cancelling_a_torchrun_run_records_it_cancelled_and_stops_every_process(window, qtbot):
-    steps = _torchrun_training(window, qtbot, max_steps=100_000, epochs=1000)
+    steps = start_training(window, max_steps=100_000, processes=2, epochs=1000)
     qtbot.waitUntil(lambda: len(steps) >= 2, timeout=JOB_TIMEOUT_MS)
     with qtbot.waitSignal(window.runner.finished, timeout=JOB_TIMEOUT_MS) as blocker:
         window.training_panel.cancel_button.click()

@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl, QElapsedTimer
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
-from gui_helpers import fill_train_wizard, settings, start_wizard, window  # noqa: F401 (fixtures)
+from gui_helpers import fill_train_wizard, settings, start_training, start_wizard, window  # noqa: F401 (fixtures)
 from workstation.panels.data_panel import IMPORTED_KEY
 
 pytestmark = pytest.mark.slow
@@ -22,16 +22,8 @@ def _os_threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
-def _start(window, qtbot, max_steps: int) -> list:
-    steps: list = []
-    window.runner.stepped.connect(steps.append)
-    start_wizard(fill_train_wizard(window, max_steps=max_steps))
-    assert window.runner.is_running()
-    return steps
-
-
 def test_wizard_trains_a_tiny_model_to_a_recorded_finished_run(window, qtbot):
-    steps = _start(window, qtbot, max_steps=8)
+    steps = start_training(window, max_steps=8)
     with qtbot.waitSignal(window.runner.finished, timeout=JOB_TIMEOUT_MS) as blocker:
         pass
     final = blocker.args[0]
@@ -54,7 +46,7 @@ def test_cancel_mid_run_records_cancelled_and_leaves_no_thread(window, qtbot):
     if not Path("/proc/self/task").exists():
         pytest.skip("thread count read from /proc")
     before = _os_threads()
-    steps = _start(window, qtbot, max_steps=5000)
+    steps = start_training(window, max_steps=5000)
     qtbot.waitUntil(lambda: len(steps) >= 2, timeout=JOB_TIMEOUT_MS)
     assert window.actions_["cancel"].isEnabled()
     with qtbot.waitSignal(window.runner.finished, timeout=JOB_TIMEOUT_MS) as blocker:
@@ -72,7 +64,7 @@ def test_closing_mid_run_asks_then_cancels_and_closes(window, qtbot, monkeypatch
     asked = []
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *args, **kwargs: asked.append(args) or QMessageBox.StandardButton.Yes)
-    steps = _start(window, qtbot, max_steps=5000)
+    steps = start_training(window, max_steps=5000)
     qtbot.waitUntil(lambda: len(steps) >= 1, timeout=JOB_TIMEOUT_MS)
     with qtbot.waitSignal(window.runner.finished, timeout=JOB_TIMEOUT_MS) as blocker:
         window.close()
@@ -102,7 +94,7 @@ def test_malformed_file_shows_the_error_and_is_not_added(window, qtbot, tmp_path
 
 
 def test_event_loop_stays_responsive_while_training(window, qtbot):
-    steps = _start(window, qtbot, max_steps=30)
+    steps = start_training(window, max_steps=30)
     gaps: list[float] = []
     clock = QElapsedTimer()
     clock.start()

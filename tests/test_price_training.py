@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -90,16 +91,26 @@ def test_same_seed_gives_the_same_numbers(trained, tmp_path):
         [e.loss for e in events if isinstance(e, StepEvent)]
 
 
-def test_cancel_from_another_thread(tmp_path):
-    store, token = RunStore(tmp_path / "r.db"), CancelToken()
+def _run_calling_at_step(store: RunStore, token: CancelToken, step: int, action: Callable[[], None]) -> list:
+    """Train with a cancel token, calling action (which cancels) when the given step is logged."""
     events = []
     for event in train_price(["spx"], model_cfg=TINY, data_cfg=DATA, train_cfg=TRAIN, store=store,
                              cancel=token):
         events.append(event)
-        if isinstance(event, StepEvent) and event.step == 2:
-            worker = threading.Thread(target=token.cancel)
-            worker.start()
-            worker.join()
+        if isinstance(event, StepEvent) and event.step == step:
+            action()
+    return events
+
+
+def test_cancel_from_another_thread(tmp_path):
+    store, token = RunStore(tmp_path / "r.db"), CancelToken()
+
+    def cancel_from_a_thread() -> None:
+        worker = threading.Thread(target=token.cancel)
+        worker.start()
+        worker.join()
+
+    events = _run_calling_at_step(store, token, 2, cancel_from_a_thread)
     assert events[-1].status == "cancelled" and events[-1].step == 2
     assert store.get_run(events[-1].run_id)["status"] == "cancelled"
     assert load_checkpoint(events[-1].last_checkpoint)["step"] == 2
@@ -120,12 +131,7 @@ def _model_state(path: str) -> dict:
 def test_resume_continues_to_the_uninterrupted_result(trained, tmp_path):
     _, full = trained
     store, token = RunStore(tmp_path / "r.db"), CancelToken()
-    first = []
-    for event in train_price(["spx"], model_cfg=TINY, data_cfg=DATA, train_cfg=TRAIN, store=store,
-                             cancel=token):
-        first.append(event)
-        if isinstance(event, StepEvent) and event.step == 5:
-            token.cancel()
+    first = _run_calling_at_step(store, token, 5, token.cancel)
     run_id = first[-1].run_id
     assert first[-1].status == "cancelled"
     resumed = list(train_price([], model_cfg=PriceModelConfig(), data_cfg=DataConfig(),

@@ -15,14 +15,15 @@ import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QSplitter,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel,
+                               QTableWidget, QTableWidgetItem, QWidget)
 
 from engine.backtest.job import load_backtest_frame
 from engine.data.io import BarTable
 from engine.regime import REGIME_NAMES
 from engine.store import RunStore
 from workstation.charts import Crosshair, PriceChart, date_plot, fast_curve, link_x, style_axes
+from workstation.panels.layout import column, panel_layout, split
 from workstation.theme import Palette
 
 BASELINES = {"buy_and_hold": "Buy and hold", "constant_5": "Constant 5", "sma_crossover": "SMA crossover",
@@ -217,24 +218,11 @@ class PositionsPanel(_BacktestPanel):
         self.chart.crosshair.add_plot(plot)  # hovering the positions moves the lines on the candles too
 
     def _layout(self) -> None:
-        side = self.regime_side = QWidget()
-        column = QVBoxLayout(side)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(QLabel("Metrics per regime"))
-        column.addWidget(self.regime_table)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.chart)
-        splitter.addWidget(side)
-        splitter.setStretchFactor(0, 1)
-        splitter.setSizes([880, 460])
+        self.regime_side = column(QLabel("Metrics per regime"), self.regime_table)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.legend)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(top)
-        layout.addWidget(self.readout)
-        layout.addWidget(splitter, 1)
+        panel_layout(self, top, self.readout, body=split(self.chart, self.regime_side, [880, 460]))
 
     def chart_widget(self) -> QWidget:
         return self.chart
@@ -318,16 +306,8 @@ class EquityPanel(_BacktestPanel):
         top.addWidget(self.legend)
         top.addSpacing(12)
         top.addWidget(self.log_scale)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.plots)
-        splitter.addWidget(self.metrics_table)
-        splitter.setStretchFactor(0, 1)
-        splitter.setSizes([560, 280])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(top)
-        layout.addWidget(self.readout)
-        layout.addWidget(splitter, 1)
+        body = split(self.plots, self.metrics_table, [560, 280], orientation=Qt.Orientation.Vertical)
+        panel_layout(self, top, self.readout, body=body)
 
     def chart_widget(self) -> QWidget:
         return self.plots

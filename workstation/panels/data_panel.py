@@ -7,11 +7,12 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QSplitter, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
+                               QTreeWidget, QTreeWidgetItem, QWidget)
 
 from engine.data.io import BarTable, DataImportError, load_bars
 from engine.data.samples import list_samples
 from workstation.charts import PriceChart
+from workstation.panels.layout import PANEL_MARGIN, split, stack
 from workstation.theme import Palette
 
 IMPORTED_KEY = "data/imported"
@@ -70,21 +71,9 @@ class DataPanel(QWidget):
         buttons.addWidget(self.remove_button)
         buttons.addStretch(1)
         left = QWidget()
-        column = QVBoxLayout(left)
-        column.setContentsMargins(6, 6, 6, 6)
-        column.addWidget(self.tree, 3)
-        column.addLayout(buttons)
-        column.addWidget(self.details)
-        column.addWidget(self.issues_title)
-        column.addWidget(self.issues, 2)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(self.chart)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([400, 1000])
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(self.splitter)
+        stack(left, (self.tree, 3), buttons, self.details, self.issues_title, (self.issues, 2), margin=PANEL_MARGIN)
+        self.splitter = split(left, self.chart, [400, 1000], grow=1)
+        stack(self, self.splitter)
 
     def _group(self, title: str) -> QTreeWidgetItem:
         group = QTreeWidgetItem(self.tree, [title])

@@ -14,12 +14,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QTableWidget, QTableWidgetItem, QWidget)
 
 from engine.data import BarTable, WindowSet, build_windows, load_bars
 from engine.forecast import Forecast, LoadedPriceModel, forecast, load_price_model
 from engine.store import RunStore
 from workstation.charts import PriceChart
+from workstation.panels.layout import column, panel_layout, split
 from workstation.theme import Palette
 
 FUTURE_BARS = 7  # the chart leaves room for the forecast after the last bar
@@ -90,21 +91,8 @@ class ForecastPanel(QWidget):
         top.addWidget(QLabel("Dataset"))
         top.addWidget(self.dataset, 1)
         top.addWidget(self.latest_button)
-        side = QWidget()
-        column = QVBoxLayout(side)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.addWidget(self.table_title)
-        column.addWidget(self.table, 1)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.chart)
-        splitter.addWidget(side)
-        splitter.setStretchFactor(0, 1)
-        splitter.setSizes([900, 420])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(top)
-        layout.addWidget(self.status)
-        layout.addWidget(splitter, 1)
+        side = column(self.table_title, (self.table, 1))
+        panel_layout(self, top, self.status, body=split(self.chart, side, [900, 420]))
 
     def chart_widget(self) -> QWidget:
         return self.chart

@@ -13,11 +13,12 @@ import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMessageBox,
-                               QProgressBar, QPushButton, QSlider, QSplitter, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSlider, QWidget)
 
 from engine.training.events import CheckpointEvent, EvalEvent, Finished, Progress, RunStarted, StepEvent
 from workstation.charts import link_x, style_axes
 from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
+from workstation.panels.layout import column, panel_layout, split
 from workstation.status import format_eta
 from workstation.theme import Palette
 
@@ -235,22 +236,8 @@ class TrainingPanel(QWidget):
         options.addWidget(self.smoothing)
         options.addWidget(self.smoothing_label)
         options.addStretch(1)
-        side = QWidget()
-        side_layout = QVBoxLayout(side)
-        side_layout.setContentsMargins(0, 0, 0, 0)
-        side_layout.addWidget(QLabel("Gradient norms"))
-        side_layout.addWidget(self.modules)
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.plots)
-        splitter.addWidget(side)
-        splitter.setStretchFactor(0, 1)
-        splitter.setSizes([900, 200])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(top)
-        layout.addWidget(self.banner)
-        layout.addLayout(options)
-        layout.addWidget(splitter, 1)
+        side = column(QLabel("Gradient norms"), self.modules)
+        panel_layout(self, top, self.banner, options, body=split(self.plots, side, [900, 200]))
 
     def _add_module_item(self, name: str) -> None:
         item = QListWidgetItem(name)
