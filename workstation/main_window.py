@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QIODevice, QSaveFile, QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QByteArray, QIODevice, QSaveFile, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QTabWidget,
                                QWidget)
@@ -24,6 +24,7 @@ from workstation.panels.data_panel import DataPanel
 from workstation.panels.forecast_panel import ForecastPanel
 from workstation.panels.history_panel import HistoryPanel, resume_job
 from workstation.panels.training_panel import TrainingPanel
+from workstation.resume_prompt import ResumePrompt, runs_to_offer
 from workstation.status import StatusBar
 from workstation.wizards.backtest_wizard import BacktestRequest, BacktestWizard
 from workstation.wizards.train_wizard import TrainRequest, TrainWizard
@@ -81,6 +82,17 @@ class MainWindow(QMainWindow):
         self.resize(1400, 860)
         self._default_state = self.saveState(STATE_VERSION)
         self._restore_layout()
+        self.resume_prompt: ResumePrompt | None = None
+        QTimer.singleShot(0, self.offer_resume)
+
+    def offer_resume(self) -> None:
+        """Once the window is up: list runs a crash interrupted and offer to resume one."""
+        runs = runs_to_offer(self.store)
+        if not runs:
+            return
+        self.resume_prompt = ResumePrompt(runs, self)
+        self.resume_prompt.resume_requested.connect(self.resume_run)
+        self.resume_prompt.show()
 
     # --- panels -----------------------------------------------------------------------------
 
