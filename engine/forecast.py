@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ class LoadedPriceModel:
     path: Path
     configs: dict[str, Any]  # everything the checkpoint recorded (model / data / train)
     device: torch.device
+    sources: list[str] = field(default_factory=list)  # the data it was trained on, as named then
+    fingerprints: list[str] = field(default_factory=list)  # ... and as fingerprints of the bars
 
 
 @dataclass
@@ -92,7 +94,8 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
     device = torch.device(device)
     return LoadedPriceModel(model=model.to(device).eval(), model_cfg=model_cfg, data_cfg=data_cfg,
                             target_scale=scale, sha256=sha, path=path, configs=ckpt["configs"],
-                            device=device)
+                            device=device, sources=list(ckpt["extra"].get("sources", [])),
+                            fingerprints=list(ckpt["extra"].get("fingerprints", [])))
 
 
 def _windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> WindowSet:

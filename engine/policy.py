@@ -8,7 +8,7 @@ All walks of a period run as one batch.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +77,8 @@ class LoadedStrategy:
     feature_std: np.ndarray
     sha256: str
     path: Path
+    sources: list[str] = field(default_factory=list)
+    fingerprints: list[str] = field(default_factory=list)
 
 
 def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
@@ -98,7 +100,8 @@ def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = 
                               "since the strategy was trained (sha256 mismatch)")
     model = StrategyNetwork(model_cfg)
     load_model_state(model, ckpt["model"], path)
-    return LoadedStrategy(model.to(device).eval(), model_cfg, data_cfg, price, mean, std, sha, path)
+    return LoadedStrategy(model.to(device).eval(), model_cfg, data_cfg, price, mean, std, sha, path,
+                          list(extra.get("sources", [])), list(extra.get("fingerprints", [])))
 
 
 def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
@@ -107,8 +110,9 @@ def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
     first = ws.window - 1 + loaded.data_cfg.seq_len - 1
     days = np.asarray(days, dtype=np.int64)
     if len(days) and days.min() < first:
-        raise ValueError(f"{ws.instrument}: positions need {first + 1} days of history; the first "
-                         f"decision day possible is {ws.dates[first]:%Y-%m-%d}")
+        raise ValueError(f"{ws.instrument}: a position needs {first + 1} days of history "
+                         f"({ws.window}-day window + {loaded.data_cfg.seq_len}-day walk); "
+                         f"day {days.min() + 1} of {len(ws.dates)} has fewer")
     walked = np.unique(days[:, None] - np.arange(loaded.data_cfg.seq_len)) if len(days) else days
     raw = day_features(loaded.price, ws, cache_dir, fingerprint, walked)
     features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)

@@ -9,6 +9,7 @@ import io
 import json
 import sqlite3
 from contextlib import redirect_stdout
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from engine import cli
 from engine.backtest.job import load_backtest_frame
 from engine.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
         "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
@@ -146,12 +149,38 @@ def test_runs_lists_both_stages(pipeline, capsys):
     (["describe", "--preset", "tiny", "--set", "d_modle=3"], "d_modle"),
     (["train-price", "--data", "no/such/file.csv"], "file.csv"),
     (["export-signals", "--backtest", "nope", "--out", "x.csv"], "nope"),
+    (["train-price", "--data", "spx", "--start", "2011-13-01"], "2011-13-01"),
+    (["backtest", "--run", "r", "--data", "spx", "--data", "goog"], "one instrument"),
+    (["forecast", "--run", "r", "--data", "spx", "--date", "yesterday"], "yesterday"),
 ])
 def test_bad_input_exits_2_with_a_message_and_no_traceback(argv, needle, tmp_path, capsys):
     code = cli.main(["--db", str(tmp_path / "h.db"), *argv])
     err = capsys.readouterr().err
     assert code == 2
     assert needle in err and "Traceback" not in err
+
+
+def test_strategy_backtest_on_a_series_too_short_for_its_walks_exits_2(pipeline, tmp_path, capsys):
+    short = tmp_path / "short.csv"
+    lines = (ROOT / "assets" / "data" / "spx_sp500_index.csv").read_text().splitlines()[:196]
+    short.write_text("\n".join(lines) + "\n")
+    code = cli.main(["--db", str(pipeline["db"]), "backtest", "--run", pipeline["strategy"]["run_id"],
+                     "--data", str(short)])
+    err = capsys.readouterr().err
+    assert code == 2 and "195 bars" in err and "Traceback" not in err
+
+
+def test_held_out_period_is_found_by_content_not_by_name(pipeline, capsys):
+    """The same data named by path, or the model given as a checkpoint file, still defaults to
+    the held-out test period: nothing the model trained on is scored by default."""
+    db = str(pipeline["db"])
+    expected = pipeline["backtest"]["start"]
+    path = str(ROOT / "assets" / "data" / "spx_sp500_index.csv")
+    strategy_ckpt = RunStore(pipeline["db"]).checkpoint(pipeline["strategy"]["run_id"], best=True)["path"]
+    for argv in (["--run", pipeline["strategy"]["run_id"], "--data", path],
+                 ["--checkpoint", strategy_ckpt, "--data", "spx"]):
+        code, out = run_cli(capsys, "--db", db, "backtest", *argv)
+        assert code == 0 and out["start"] == expected, argv
 
 
 def test_describe_reports_preset_sizes(capsys):

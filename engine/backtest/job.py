@@ -29,6 +29,14 @@ PRED_COLUMNS = [f"pred_{h}" for h in range(1, 8)]
 
 
 @dataclass
+class Training:
+    """One stage's training data: the bars' fingerprints and the date range and split it used."""
+
+    fingerprints: list[str]
+    data_cfg: DataConfig
+
+
+@dataclass
 class Source:
     """What is being backtested: a strategy (its positions) or a price network (follow-forecast)."""
 
@@ -37,11 +45,16 @@ class Source:
     price: LoadedPriceModel
     strategy: LoadedStrategy | None
     data_cfg: DataConfig
-    sources: list[str]  # the data it was trained on
+    sources: list[str]  # the data it was trained on, as named then (walk-forward retrains on it)
+    trainings: list[Training]  # every stage's data: price network, and strategy when there is one
 
     @property
     def sha256(self) -> str:
         return (self.strategy or self.price).sha256
+
+    def trained_on(self, bars: BarTable) -> list[Training]:
+        """The stages whose training data were these bars (by content, whatever the file's name)."""
+        return [t for t in self.trainings if bars.fingerprint in t.fingerprints]
 
 
 def load_source(source: str, store: RunStore) -> Source:
@@ -51,44 +64,51 @@ def load_source(source: str, store: RunStore) -> Source:
         record = store.get_run(run_id)
         if record is None:
             raise ValueError(f"no run {run_id!r} in {store.path}")
-        kind, trained_on = record["kind"], list(record["config"].get("sources", []))
+        kind = record["kind"]
     else:
-        configs = load_checkpoint(source).get("configs", {})
-        kind = "strategy" if "price" in configs else "price"
-        trained_on = []
-    if kind == "strategy":
-        strategy = load_strategy_model(source, store)
-        trained_on = trained_on or list(strategy.price.configs.get("sources", []))
-        return Source("strategy", run_id, strategy.price, strategy, strategy.data_cfg, trained_on)
-    if kind != "price":
+        kind = "strategy" if "price" in load_checkpoint(source).get("configs", {}) else "price"
+    if kind not in ("price", "strategy"):
         raise ValueError(f"run {source!r} is a {kind} run: backtest a price or strategy run")
-    price = load_price_model(source, store)
-    return Source("price", run_id, price, None, price.data_cfg, trained_on)
+    strategy = load_strategy_model(source, store) if kind == "strategy" else None
+    price = strategy.price if strategy else load_price_model(source, store)
+    trainings = [Training(price.fingerprints, price.data_cfg)]
+    if strategy:
+        trainings.append(Training(strategy.fingerprints, strategy.data_cfg))
+    return Source(kind, run_id, price, strategy, (strategy or price).data_cfg,
+                  (strategy or price).sources, trainings)
 
 
-def default_period(src: Source, data: str, bars: BarTable) -> tuple[str, str]:
-    """The held-out test span when `data` was part of training (split exactly as in training,
-    on the same date range), else the whole usable history."""
-    window = src.price.model_cfg.window
+def held_out_start(training: Training, bars: BarTable, window: int, horizon: int) -> pd.Timestamp:
+    """First day of the test split a stage carved from these bars (split exactly as in training)."""
+    cfg = training.data_cfg
+    trained = build_windows(replace(bars, frame=bars.frame.loc[cfg.start:cfg.end]), window, horizon)
+    test = chronological_split(trained, cfg.val_fraction, cfg.test_fraction, embargo=horizon).test
+    return trained.dates[int(test[0])] if len(test) else bars.frame.index[-1] + pd.Timedelta(days=1)
+
+
+def default_period(src: Source, bars: BarTable) -> tuple[str, str]:
+    """The held-out test span when any stage trained on these bars (the latest of their test
+    starts), else the whole usable history."""
+    window, horizon = src.price.model_cfg.window, src.price.model_cfg.horizon
     first = window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
     dates = bars.frame.index
     start = dates[min(first, len(dates) - 1)]
-    if data in src.sources:
-        cfg = src.data_cfg
-        trained = build_windows(replace(bars, frame=bars.frame.loc[cfg.start:cfg.end]),
-                                window, src.price.model_cfg.horizon)
-        test = chronological_split(trained, cfg.val_fraction, cfg.test_fraction,
-                                   embargo=cfg.horizon).test
-        if len(test):
-            start = max(start, trained.dates[int(test[0])])
+    for training in src.trained_on(bars):
+        start = max(start, held_out_start(training, bars, window, horizon))
+    if start > dates[-1]:
+        raise ValueError(f"{bars.instrument}: the model trained on all of it (no held-out test "
+                         "days); choose a period, knowing it is in-sample")
     return f"{start:%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"
 
 
-def overlaps_training(src: Source, data: str, bars: BarTable, start: str) -> bool:
-    """True when a backtest from `start` on `data` would score days the model trained or
-    validated on (the user gets a warning, not a refusal)."""
-    held_out, _ = default_period(src, data, bars)
-    return data in src.sources and pd.Timestamp(start) < pd.Timestamp(held_out)
+def overlaps_training(src: Source, bars: BarTable, start: str) -> bool:
+    """True when a backtest from `start` would score days a stage trained or validated on (the
+    user gets a warning, not a refusal)."""
+    if not src.trained_on(bars):
+        return False
+    window, horizon = src.price.model_cfg.window, src.price.model_cfg.horizon
+    return any(pd.Timestamp(start) < held_out_start(t, bars, window, horizon)
+               for t in src.trained_on(bars))
 
 
 def decision_days(ws: WindowSet, start: str, end: str, first: int) -> np.ndarray:
@@ -127,9 +147,13 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
                cancel: CancelToken | None = None) -> BacktestResult:
     """Positions and forecasts of `src` over cfg's period (default: default_period)."""
     ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
-    start, end = default_period(src, data, bars)
-    cfg = replace(cfg, start=cfg.start or start, end=cfg.end or end)
     first = ws.window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
+    if first + 1 >= len(ws.dates):
+        raise ValueError(f"{data}: {len(ws.dates)} bars; a backtest needs more than {first + 1} "
+                         f"({ws.window}-day window" + (f" + {src.data_cfg.seq_len}-day walk)" if src.strategy else ")"))
+    if not (cfg.start and cfg.end):
+        start, end = default_period(src, bars)
+        cfg = replace(cfg, start=cfg.start or start, end=cfg.end or end)
     days = decision_days(ws, cfg.start, cfg.end, first)
     if len(days) < 2:
         raise ValueError(f"{data}: fewer than two decision days between {cfg.start} and {cfg.end} "
@@ -183,5 +207,5 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
     return path, rows
 
 
-__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "positions_for", "overlaps_training", "load_backtest_frame",
+__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "held_out_start", "Training", "positions_for", "overlaps_training", "load_backtest_frame",
            "Source", "PRED_COLUMNS"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.cli.core import BadInput, Output, command, open_store
+from engine.cli.core import BadInput, Output, UsageError, command, iso_date, open_store
 from engine.config import BacktestConfig
 
 
@@ -13,7 +13,16 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", metavar="RUN", help="a run id from the history (its best checkpoint)")
     which.add_argument("--checkpoint", metavar="FILE", help="a checkpoint file (never executed)")
-    parser.add_argument("--data", required=True, metavar="D", help="bundled sample name or file path")
+    parser.add_argument("--data", required=True, action="append", metavar="D",
+                        help="bundled sample name or file path (one instrument)")
+
+
+def one_dataset(args: argparse.Namespace) -> str:
+    """These commands score one instrument at a time: a repeated --data is refused, not dropped."""
+    if len(args.data) > 1:
+        raise UsageError(f"--data given {len(args.data)} times ({', '.join(args.data)}): "
+                         f"{args.command} takes one instrument; run it once per instrument")
+    return args.data[0]
 
 
 # ---------------------------------------------------------------- forecast
@@ -21,7 +30,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 
 def _configure_forecast(parser: argparse.ArgumentParser) -> None:
     _model_options(parser)
-    parser.add_argument("--date", metavar="YYYY-MM-DD", help="forecast as of this day (default: last bar)")
+    parser.add_argument("--date", type=iso_date, metavar="YYYY-MM-DD",
+                        help="forecast as of this day (default: last bar)")
 
 
 @command("forecast", "the next 7 closes predicted by a price network", _configure_forecast)
@@ -32,7 +42,7 @@ def run_forecast(args: argparse.Namespace) -> Output:
     store = open_store(args)
     try:
         loaded = load_price_model(args.checkpoint or args.run, store)
-        bars = load_bars(args.data, adjust=loaded.data_cfg.adjust)
+        bars = load_bars(one_dataset(args), adjust=loaded.data_cfg.adjust)
         result = forecast(loaded, bars, args.date)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -48,9 +58,9 @@ def run_forecast(args: argparse.Namespace) -> Output:
 def _configure_backtest(parser: argparse.ArgumentParser) -> None:
     _model_options(parser)
     defaults = BacktestConfig()
-    parser.add_argument("--start", metavar="YYYY-MM-DD",
+    parser.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD",
                         help="first day (default: the held-out test period, or all of an unseen series)")
-    parser.add_argument("--end", metavar="YYYY-MM-DD")
+    parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD")
     parser.add_argument("--cost-bps", type=float, default=defaults.cost_bps,
                         help="cost per unit of turnover, basis points (default %(default)s)")
     parser.add_argument("--slippage-bps", type=float, default=defaults.slippage_bps)
@@ -87,15 +97,15 @@ def run_backtest_command(args: argparse.Namespace) -> Output:
                          ashare_rules=args.ashare_rules, start=args.start, end=args.end,
                          risk_free=args.risk_free)
     store = open_store(args)
-    source = args.checkpoint or args.run
+    source, data = args.checkpoint or args.run, one_dataset(args)
     with cancel_on_sigint() as token:
         if args.walk_forward is not None:
             from engine.backtest.walkforward import walk_forward_job
 
-            job = walk_forward_job(source, args.data, folds=args.walk_forward, cfg=cfg, store=store,
+            job = walk_forward_job(source, data, folds=args.walk_forward, cfg=cfg, store=store,
                                    fraction=args.walk_forward_fraction, cancel=token)
         else:
-            job = backtest_job(source, args.data, cfg=cfg, store=store, cancel=token)
+            job = backtest_job(source, data, cfg=cfg, store=store, cancel=token)
         try:
             finished = follow(job, "backtest")
         except ValueError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, open_store
+from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
 from engine.config import (
     PRESETS, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig,
     override,
@@ -41,8 +41,8 @@ def parse_overrides(pairs: list[str], cfg: Any, option: str) -> Any:
 def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="D",
                         help="bundled sample name or file path; repeat to pool instruments")
-    parser.add_argument("--start", help="first date used (YYYY-MM-DD)")
-    parser.add_argument("--end", help="last date used (YYYY-MM-DD)")
+    parser.add_argument("--start", type=iso_date, help="first date used (YYYY-MM-DD)")
+    parser.add_argument("--end", type=iso_date, help="last date used (YYYY-MM-DD)")
     parser.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction)
     parser.add_argument("--test-fraction", type=float, default=DataConfig.test_fraction)
     parser.add_argument("--no-adjust", dest="adjust", action="store_false",

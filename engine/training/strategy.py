@@ -70,8 +70,9 @@ def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataCon
         bars = load_bars(src, adjust=cfg.adjust)
         bars = replace(bars, frame=bars.frame.loc[cfg.start:cfg.end])
         ws = build_windows(bars, cfg.window, cfg.horizon)
-        split = chronological_split(ws, cfg.val_fraction, cfg.test_fraction,
-                                    embargo=cfg.horizon + cfg.seq_len)
+        # the same split as stage 1, so no validation feature comes from a window the price
+        # network was fitted on; sequences already lie wholly inside one part
+        split = chronological_split(ws, cfg.val_fraction, cfg.test_fraction, embargo=cfg.horizon)
         n = len(ws.dates)
         feats.append(day_features(price, ws, cache_dir, bars.fingerprint))
         rets.append(ws.next_returns(np.arange(n)))

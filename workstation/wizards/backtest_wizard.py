@@ -146,7 +146,7 @@ class PeriodPage(QWizardPage):
             return
         try:
             bars = self.bars()
-            start, end = default_period(self.src, self.data(), bars)
+            start, end = default_period(self.src, bars)
         except Exception as error:  # an unreadable file or a too-short series: explain it here
             self.error.setText(str(error))
             return
@@ -159,7 +159,7 @@ class PeriodPage(QWizardPage):
             edit.blockSignals(False)
         self.start.setDate(_qdate(start))
         self.end.setDate(_qdate(end))
-        seen = self.data() in self.src.sources
+        seen = bool(self.src.trained_on(bars))
         self.info.setText(f"Held-out period from {start} (the test split the model never fitted)." if seen else
                           f"The model never trained on {bars.instrument}: the whole usable history is "
                           f"out of sample, from {start}.")
@@ -169,7 +169,7 @@ class PeriodPage(QWizardPage):
         if self.src is None:
             return
         start, _ = self.period()
-        overlaps = overlaps_training(self.src, self.data(), self.bars(), start)
+        overlaps = overlaps_training(self.src, self.bars(), start)
         self.warning.setText(f"This period starts before {self.held_out}: the model trained "
                              "or validated on some of these days, so the results there are in-sample and "
                              "will look better than live trading." if overlaps else "")
