@@ -7,7 +7,7 @@ Targets are log(close_{e+h} / close_e) divided by their per-horizon std on the T
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,11 @@ from engine.models import build_price_model
 from engine.store import RunStore
 from engine.training.distributed import init_distributed, main_rank_store, on_main
 from engine.training.events import CancelToken, Event
-from engine.training.trainer import TrainStage, fit, seed_everything, select_device, to_device
+from engine.training.trainer import (
+    TrainStage, fit, recorded_train_config, resume_point, seed_everything, select_device, to_device,
+)
 
 EVAL_BATCH = 256
-RUNTIME_FIELDS = ("device", "num_threads", "compile")  # may change on resume: same numbers
-
-
 @dataclass
 class PriceData:
     """Windows of every instrument, their split, and the train-only target scale."""
@@ -130,19 +129,8 @@ def _recorded(record: dict, train_cfg: TrainConfig) -> tuple[list[str], PriceMod
                                                                DataConfig, TrainConfig]:
     """The configs a run was started with; only runtime placement may change on resume."""
     cfg = record["config"]
-    recorded = from_dict(TrainConfig, cfg["train"])
-    runtime = {f.name: getattr(train_cfg, f.name) for f in fields(TrainConfig)
-               if f.name in RUNTIME_FIELDS}
     return (list(cfg["sources"]), from_dict(PriceModelConfig, cfg["model"]),
-            from_dict(DataConfig, cfg["data"]), replace(recorded, **runtime))
-
-
-def _resume_point(store: RunStore, run_id: str) -> Path | None:
-    last = store.checkpoint(run_id, best=False)
-    if last and Path(last["path"]).is_file():
-        return Path(last["path"])
-    store.truncate_metrics(run_id, 0)  # died before its first checkpoint: start over, same id
-    return None
+            from_dict(DataConfig, cfg["data"]), recorded_train_config(record, train_cfg))
 
 
 def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataConfig,
@@ -175,7 +163,7 @@ def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataC
         run_id = on_main(store.create_run, "price", dataset=", ".join(data),
                          fingerprint=fingerprint, config={**configs, "sources": list(data)},
                          seed=train_cfg.seed, device=str(device))
-    start = _resume_point(store, run_id) if resume else None
+    start = resume_point(store, run_id) if resume else None
     folder = start.parent if start else Path(runs_dir or store.runs_dir) / run_id
     seed_everything(train_cfg.seed)
     model = build_price_model(model_cfg)

@@ -29,10 +29,9 @@ from engine.regime import DEFAULT_THRESHOLDS, hindsight_labels
 from engine.store import RunStore
 from engine.training.distributed import init_distributed, main_rank_store, on_main
 from engine.training.events import CancelToken, Event
-from engine.training.trainer import TrainStage, fit, seed_everything, select_device, to_device
-
-RUNTIME_FIELDS = ("device", "num_threads", "compile")
-
+from engine.training.trainer import (
+    TrainStage, fit, recorded_train_config, resume_point, seed_everything, select_device, to_device,
+)
 
 @dataclass
 class StrategyData:
@@ -166,12 +165,11 @@ class StrategyStage(TrainStage):
 
 
 def _recorded(record: dict, train_cfg: TrainConfig):
+    """The configs a run was started with; only runtime placement may change on resume."""
     cfg = record["config"]
-    recorded = from_dict(TrainConfig, cfg["train"])
-    runtime = {name: getattr(train_cfg, name) for name in RUNTIME_FIELDS}
     return (cfg["price_run"], list(cfg["sources"]), from_dict(StrategyModelConfig, cfg["model"]),
             from_dict(StrategyLossConfig, cfg["loss"]), from_dict(DataConfig, cfg["data"]),
-            replace(recorded, **runtime))
+            recorded_train_config(record, train_cfg))
 
 
 def train_strategy(price_run: str, data: list[str], *, model_cfg: StrategyModelConfig,
@@ -203,10 +201,7 @@ def train_strategy(price_run: str, data: list[str], *, model_cfg: StrategyModelC
     if record is not None:
         run_id = resume
         store.claim_run(run_id, device=str(device))
-        last = store.checkpoint(run_id, best=False)
-        start = Path(last["path"]) if last and Path(last["path"]).is_file() else None
-        if start is None:
-            store.truncate_metrics(run_id, 0)
+        start = resume_point(store, run_id)
     else:
         run_id = on_main(
             store.create_run, "strategy", dataset=", ".join(data), fingerprint=fingerprint,

@@ -15,7 +15,7 @@ import random
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.config import TrainConfig
+from engine.config import TrainConfig, from_dict
 from engine.store import RunStore, RunStoreError
 from engine.training import distributed
 from engine.training.checkpoint import (
@@ -500,7 +500,26 @@ def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStor
     yield loop.finish(status)
 
 
+# resuming a recorded run --------------------------------------------------------------------------
+RUNTIME_FIELDS = ("device", "num_threads", "compile")  # may change on resume: same numbers
+
+
+def recorded_train_config(record: dict, current: TrainConfig) -> TrainConfig:
+    """The TrainConfig a run was started with; only runtime placement comes from `current`."""
+    recorded = from_dict(TrainConfig, record["config"]["train"])
+    return replace(recorded, **{name: getattr(current, name) for name in RUNTIME_FIELDS})
+
+
+def resume_point(store: RunStore, run_id: str) -> Path | None:
+    """The run's last checkpoint; None (and its metric rows cleared) if it died before one."""
+    last = store.checkpoint(run_id, best=False)
+    if last and Path(last["path"]).is_file():
+        return Path(last["path"])
+    store.truncate_metrics(run_id, 0)  # start over under the same id
+    return None
+
+
 __all__ = [
-    "TrainStage", "fit", "to_device", "select_device", "resolve_precision", "seed_everything", "lr_factor",
+    "TrainStage", "fit", "to_device", "recorded_train_config", "resume_point", "RUNTIME_FIELDS", "select_device", "resolve_precision", "seed_everything", "lr_factor",
     "module_key", "NonFiniteError", "failure_message", "is_out_of_memory", "OOM_HINT",
 ]
