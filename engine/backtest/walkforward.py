@@ -72,7 +72,12 @@ def walk_forward_job(source: str, data: str, *, folds: int, cfg: BacktestConfig,
     record = store.get_run(src.run_id)
     price_record = store.get_run(record["parent_run"]) if src.kind == "strategy" else record
     data_cfg, price_train = _configs(price_record)
+    price_sources = list(price_record["config"]["sources"])
     model_cfg = src.price.model_cfg
+    if src.kind == "strategy":
+        strat_data, strat_train = _configs(record)
+        strat_model = from_dict(StrategyModelConfig, record["config"]["model"])
+        strat_loss = from_dict(StrategyLossConfig, record["config"]["loss"])
     bars = load_bars(data, adjust=data_cfg.adjust)
     ws = build_windows(bars, model_cfg.window, model_cfg.horizon)
     dates, blocks = ws.dates, fold_blocks(ws, folds, fraction)
@@ -81,23 +86,19 @@ def walk_forward_job(source: str, data: str, *, folds: int, cfg: BacktestConfig,
         for k, block in enumerate(blocks):
             yield Progress(k, len(blocks), f"fold {k + 1}/{len(blocks)}: retraining")
             cut = f"{dates[block[0] - 1]:%Y-%m-%d}"
-            fold_data = replace(data_cfg, end=cut, test_fraction=0.0)
             price_run = yield from _train(train_price(
-                src.sources, model_cfg=model_cfg, data_cfg=fold_data, train_cfg=price_train,
-                store=store, cancel=cancel))
+                price_sources, model_cfg=model_cfg, train_cfg=price_train, store=store,
+                data_cfg=replace(data_cfg, end=cut, test_fraction=0.0), cancel=cancel))
             runs = [price_run]
             if src.kind == "strategy":
-                strat_data, strat_train = _configs(record)
-                strategy_run = yield from _train(train_strategy(
-                    price_run, src.sources,
-                    model_cfg=from_dict(StrategyModelConfig, record["config"]["model"]),
-                    loss_cfg=from_dict(StrategyLossConfig, record["config"]["loss"]),
+                runs.append((yield from _train(train_strategy(
+                    price_run, src.sources, model_cfg=strat_model, loss_cfg=strat_loss,
                     data_cfg=replace(strat_data, end=cut, test_fraction=0.0),
-                    train_cfg=strat_train, store=store, cancel=cancel))
-                runs.append(strategy_run)
-            fold_src = replace(src, run_id=runs[-1], price=load_price_model(price_run, store),
-                               strategy=(load_strategy_model(runs[-1], store)
-                                         if src.kind == "strategy" else None))
+                    train_cfg=strat_train, store=store, cancel=cancel))))
+                strategy = load_strategy_model(runs[-1], store)
+                fold_src = replace(src, run_id=runs[-1], price=strategy.price, strategy=strategy)
+            else:
+                fold_src = replace(src, run_id=price_run, price=load_price_model(price_run, store))
             positions, pred = positions_for(fold_src, ws, block)
             start, end = f"{dates[block[0]]:%Y-%m-%d}", f"{dates[block[-1]]:%Y-%m-%d}"
             pieces.append((start, end, positions))
