@@ -153,5 +153,7 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
                     prices=[float(p) for p in prices])
 
 
-__all__ = ["is_run_id", "resolve_checkpoint", "read_checkpoint", "LoadedPriceModel", "Forecast", "load_price_model", "forecast", "forecast_many", "encode_windows",
-           "next_business_days"]
+__all__ = [
+    "is_run_id", "resolve_checkpoint", "read_checkpoint", "LoadedPriceModel", "Forecast",
+    "load_price_model", "forecast", "forecast_many", "encode_windows", "next_business_days",
+]

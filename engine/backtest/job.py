@@ -52,6 +52,12 @@ class Source:
     def sha256(self) -> str:
         return (self.strategy or self.price).sha256
 
+    @property
+    def first_day(self) -> int:
+        """Index of the first bar a decision can be made on: a full window, plus the strategy's walk."""
+        walk = self.data_cfg.seq_len - 1 if self.strategy else 0
+        return self.price.model_cfg.window - 1 + walk
+
     def trained_on(self, bars: BarTable) -> list[Training]:
         """The stages whose training data were these bars (by content, whatever the file's name)."""
         return [t for t in self.trainings if bars.fingerprint in t.fingerprints]
@@ -90,9 +96,8 @@ def default_period(src: Source, bars: BarTable) -> tuple[str, str]:
     """The held-out test span when any stage trained on these bars (the latest of their test
     starts), else the whole usable history."""
     window, horizon = src.price.model_cfg.window, src.price.model_cfg.horizon
-    first = window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
     dates = bars.frame.index
-    start = dates[min(first, len(dates) - 1)]
+    start = dates[min(src.first_day, len(dates) - 1)]
     for training in src.trained_on(bars):
         start = max(start, held_out_start(training, bars, window, horizon))
     if start > dates[-1]:
@@ -147,10 +152,11 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
                cancel: CancelToken | None = None) -> BacktestResult:
     """Positions and forecasts of `src` over cfg's period (default: default_period)."""
     ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
-    first = ws.window - 1 + (src.data_cfg.seq_len - 1 if src.strategy else 0)
+    first = src.first_day
     if first + 1 >= len(ws.dates):
+        walk = f" + {src.data_cfg.seq_len}-day walk" if src.strategy else ""
         raise ValueError(f"{data}: {len(ws.dates)} bars; a backtest needs more than {first + 1} "
-                         f"({ws.window}-day window" + (f" + {src.data_cfg.seq_len}-day walk)" if src.strategy else ")"))
+                         f"({ws.window}-day window{walk})")
     if not (cfg.start and cfg.end):
         start, end = default_period(src, bars)
         cfg = replace(cfg, start=cfg.start or start, end=cfg.end or end)
@@ -207,5 +213,8 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
     return path, rows
 
 
-__all__ = ["backtest_job", "export_backtest_signals", "load_source", "run_source", "default_period", "held_out_start", "Training", "positions_for", "overlaps_training", "load_backtest_frame",
-           "Source", "PRED_COLUMNS"]
+__all__ = [
+    "backtest_job", "export_backtest_signals", "load_source", "run_source", "positions_for",
+    "default_period", "held_out_start", "overlaps_training", "load_backtest_frame", "Source",
+    "Training", "PRED_COLUMNS",
+]

@@ -520,6 +520,7 @@ def resume_point(store: RunStore, run_id: str) -> Path | None:
 
 
 __all__ = [
-    "TrainStage", "fit", "to_device", "recorded_train_config", "resume_point", "RUNTIME_FIELDS", "select_device", "resolve_precision", "seed_everything", "lr_factor",
-    "module_key", "NonFiniteError", "failure_message", "is_out_of_memory", "OOM_HINT",
+    "TrainStage", "fit", "to_device", "recorded_train_config", "resume_point", "RUNTIME_FIELDS",
+    "select_device", "resolve_precision", "seed_everything", "lr_factor", "module_key",
+    "NonFiniteError", "failure_message", "is_out_of_memory", "OOM_HINT",
 ]
