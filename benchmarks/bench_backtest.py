@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.backtest.run import backtest_equity  # noqa: E402
+from engine.backtest.run import backtest_equity
 
 DATA = Path(__file__).resolve().parents[1] / "assets" / "data" / "sh000001_sse_composite.csv"
 COST = 10 / 1e4  # 10 bps per unit of turnover
@@ -50,7 +50,7 @@ def time_batched(returns: np.ndarray, positions: np.ndarray, repeat: int) -> dic
     out = {}
     for name, r, p in (("numpy", returns, positions.astype(np.float64)),
                        ("torch", torch.from_numpy(returns), torch.from_numpy(positions.astype(np.float64)))):
-        best = min(_timed(lambda: backtest_equity(r, p, COST)) for _ in range(repeat))
+        best = min(_timed(lambda r=r, p=p: backtest_equity(r, p, COST)) for _ in range(repeat))
         out[f"{name}_bars_per_s"] = positions.size / best
     return out
 

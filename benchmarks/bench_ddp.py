@@ -28,9 +28,9 @@ WARMUP_STEPS = 3
 def worker(steps: int, batch: int, db: str) -> None:
     """One rank of the torchrun job; rank 0 prints the run's samples/s as JSON."""
     from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
+    from engine.events import Finished, StepEvent
     from engine.store import RunStore
     from engine.training.distributed import world
-    from engine.training.events import Finished, StepEvent
     from engine.training.price import train_price
 
     model = override(PriceModelConfig(), d_model=64, n_layers=2, n_heads=2, kv_lora_rank=32,

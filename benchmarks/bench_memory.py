@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.models import build_price_model  # noqa: E402
+from engine.models import build_price_model
 
 BATCHES = {"tiny": 64, "small": 16, "base": 2, "large": 1}  # tiny at TrainConfig's default batch
 TINY_LIMIT_GB = 2.0

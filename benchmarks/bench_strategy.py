@@ -18,12 +18,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_training import timed  # noqa: E402
-from engine.config import SEQ_LEN, StrategyLossConfig, StrategyModelConfig  # noqa: E402
-from engine.data import build_windows, load_bars, sequence_starts  # noqa: E402
-from engine.losses import strategy_loss  # noqa: E402
-from engine.models import StrategyNetwork, build_price_model  # noqa: E402
-from engine.regime import BEAR, BULL, hindsight_labels  # noqa: E402
+from benchmarks.bench_training import timed
+from engine.config import SEQ_LEN, StrategyLossConfig, StrategyModelConfig
+from engine.data import build_windows, load_bars, sequence_starts
+from engine.losses import strategy_loss
+from engine.models import StrategyNetwork, build_price_model
+from engine.regime import BEAR, BULL, hindsight_labels
 
 LOSS_TARGET, STEP_TARGET = 20.0, 10.0
 

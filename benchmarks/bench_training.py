@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import PRESETS, PriceModelConfig  # noqa: E402
-from engine.models import build_price_model  # noqa: E402
+from engine.config import PRESETS, PriceModelConfig
+from engine.models import build_price_model
 
 TARGET_MLA_VS_ENCODER = 0.8
 

@@ -71,9 +71,9 @@ def main(sample: str = "sse") -> dict:
                 float(np.abs(ws.targets(ends) - np.stack([y for _, y in reference])).max()))
 
     result = {
-        "sample": sample, "bars": len(ws), "windows": int(len(ws.ends)),
+        "sample": sample, "bars": len(ws), "windows": len(ws.ends),
         "inputs_shape": list(built["inputs"].shape), "inputs_mb": built["inputs"].nbytes / 2**20,
-        "sequences": {part: int(len(d)) for part, d in built["days"].items()},
+        "sequences": {part: len(d) for part, d in built["days"].items()},
         "load_s": load_s, "build_s": build_s, "reference_s_scaled": reference_s,
         "speedup": reference_s / build_s, "max_abs_difference": error, "under_1s": build_s < 1.0,
     }

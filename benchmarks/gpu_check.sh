@@ -104,7 +104,7 @@ import statistics, sys, tempfile
 sys.path.insert(0, ".")
 from engine.config import DataConfig, PRESETS, TrainConfig
 from engine.store import RunStore
-from engine.training.events import Finished, StepEvent
+from engine.events import Finished, StepEvent
 from engine.training.price import train_price
 
 with tempfile.TemporaryDirectory() as home:

@@ -23,7 +23,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from benchmarks import (  # noqa: E402
-    bench_backtest, bench_ddp, bench_memory, bench_strategy, bench_training, bench_windows,
+    bench_backtest,
+    bench_ddp,
+    bench_memory,
+    bench_strategy,
+    bench_training,
+    bench_windows,
 )
 from engine.atomic import atomic_write  # noqa: E402
 

@@ -25,15 +25,15 @@ import numpy as np
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PySide6.QtCore import QSettings, QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
 
-from engine.config import DataConfig, PriceModelConfig, TrainConfig, override  # noqa: E402
-from engine.store import RunStore  # noqa: E402
-from engine.training.events import Finished  # noqa: E402
-from workstation import theme  # noqa: E402
-from workstation.main_window import MainWindow  # noqa: E402
-from workstation.wizards.train_wizard import TrainRequest  # noqa: E402
+from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
+from engine.events import Finished
+from engine.store import RunStore
+from workstation import theme
+from workstation.main_window import MainWindow
+from workstation.wizards.train_wizard import TrainRequest
 
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16,
                 qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)

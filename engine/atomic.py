@@ -46,4 +46,4 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
-__all__ = ["atomic_write", "atomic_save_npy", "fsync_dir"]
+__all__ = ["atomic_save_npy", "atomic_write", "fsync_dir"]

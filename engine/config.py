@@ -167,7 +167,21 @@ def override(cfg: T, **changes: Any) -> T:
 
 
 __all__ = [
-    "WINDOW", "HORIZON", "SEQ_LEN", "N_FEATURES", "N_POSITIONS", "FEATURE_NAMES",
-    "DataConfig", "PriceModelConfig", "StrategyModelConfig", "StrategyLossConfig",
-    "TrainConfig", "BacktestConfig", "PRESETS", "to_dict", "from_dict", "override", "field",
+    "FEATURE_NAMES",
+    "HORIZON",
+    "N_FEATURES",
+    "N_POSITIONS",
+    "PRESETS",
+    "SEQ_LEN",
+    "WINDOW",
+    "BacktestConfig",
+    "DataConfig",
+    "PriceModelConfig",
+    "StrategyLossConfig",
+    "StrategyModelConfig",
+    "TrainConfig",
+    "field",
+    "from_dict",
+    "override",
+    "to_dict",
 ]

@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from engine.checkpoint import (
+    CheckpointError,
+    file_sha256,
+    load_checkpoint,
+    load_model_state,
+)
 from engine.config import DataConfig, PriceModelConfig, from_dict
 from engine.data import BarTable, WindowSet, build_windows, targets_to_prices
 from engine.models import PriceNetwork
 from engine.store import RunStore
-from engine.training.checkpoint import (
-    CheckpointError, file_sha256, load_checkpoint, load_model_state,
-)
 
 BATCH = 256
 
@@ -154,6 +157,14 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
 
 
 __all__ = [
-    "is_run_id", "resolve_checkpoint", "read_checkpoint", "LoadedPriceModel", "Forecast",
-    "load_price_model", "forecast", "forecast_many", "encode_windows", "next_business_days",
+    "Forecast",
+    "LoadedPriceModel",
+    "encode_windows",
+    "forecast",
+    "forecast_many",
+    "is_run_id",
+    "load_price_model",
+    "next_business_days",
+    "read_checkpoint",
+    "resolve_checkpoint",
 ]

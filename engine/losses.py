@@ -8,6 +8,7 @@ from torch import Tensor
 
 from engine.config import StrategyLossConfig
 from engine.regime import BEAR, BULL
+
 MAX_POSITION = 10.0
 STD_EPS = 1e-8  # keeps std differentiable at 0 and bounds the information ratio (std floor 1e-4/day)
 

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.atomic import atomic_save_npy
+from engine.checkpoint import CheckpointError, load_model_state
 from engine.config import DataConfig, StrategyModelConfig, from_dict
 from engine.data import WindowSet
 from engine.forecast import LoadedPriceModel, encode_windows, load_price_model, read_checkpoint
-from engine.atomic import atomic_save_npy
 from engine.models import StrategyNetwork
 from engine.store import RunStore
-from engine.training.checkpoint import CheckpointError, load_model_state
 
 WALK_BATCH = 4096
 
@@ -120,5 +120,10 @@ def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
                             loaded.price.device)
 
 
-__all__ = ["day_features", "policy_positions", "LoadedStrategy", "load_strategy_model",
-           "strategy_positions"]
+__all__ = [
+    "LoadedStrategy",
+    "day_features",
+    "load_strategy_model",
+    "policy_positions",
+    "strategy_positions",
+]

@@ -124,11 +124,19 @@ def causal_labels(
 
 def regime_names(labels: np.ndarray) -> np.ndarray:
     """Names of labels (object array); "" where the label is -1 (unknown)."""
-    names = np.array(("",) + REGIME_NAMES, dtype=object)
+    names = np.array(("", *REGIME_NAMES), dtype=object)
     return names[np.asarray(labels, dtype=np.int64) + 1]
 
 
 __all__ = [
-    "BEAR", "SIDEWAYS", "BULL", "REGIME_NAMES", "RegimeThresholds", "DEFAULT_THRESHOLDS",
-    "vote", "hindsight_labels", "causal_labels", "regime_names",
+    "BEAR",
+    "BULL",
+    "DEFAULT_THRESHOLDS",
+    "REGIME_NAMES",
+    "SIDEWAYS",
+    "RegimeThresholds",
+    "causal_labels",
+    "hindsight_labels",
+    "regime_names",
+    "vote",
 ]

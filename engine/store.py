@@ -425,4 +425,4 @@ class RunStore:
                 db.execute(f"DELETE FROM {table} WHERE backtest_id = ?", [backtest_id])
 
 
-__all__ = ["RunStore", "RunStoreError", "default_db_path", "package_versions", "STATUSES", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "STATUSES", "RunStore", "RunStoreError", "default_db_path", "package_versions"]

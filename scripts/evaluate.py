@@ -11,15 +11,20 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from engine.backtest.job import backtest_job, load_backtest_frame
 from engine.config import (
-    PRESETS, BacktestConfig, DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig,
+    PRESETS,
+    BacktestConfig,
+    DataConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
+    TrainConfig,
     override,
 )
 from engine.data import build_windows, load_bars
+from engine.events import Finished
 from engine.forecast import encode_windows, load_price_model
+from engine.jobs.backtest import backtest_job, load_backtest_frame
 from engine.store import RunStore
-from engine.training.events import Finished
 from engine.training.price import price_metrics, train_price
 from engine.training.strategy import train_strategy
 

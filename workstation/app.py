@@ -7,8 +7,8 @@ import os
 import sys
 import threading
 import traceback
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from PySide6.QtCore import QObject, QSettings, Qt, Signal, Slot

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal, QObject
+from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPainter, QPicture
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -40,7 +40,7 @@ class DateAxis(pg.AxisItem):
         self.picture = None
         self.update()
 
-    def tickValues(self, minVal: float, maxVal: float, size: float):  # noqa: N802 (Qt naming)
+    def tickValues(self, minVal: float, maxVal: float, size: float):
         n = len(self.dates)
         if n == 0:
             return []
@@ -64,7 +64,7 @@ class DateAxis(pg.AxisItem):
         for k in self._YEAR_STEPS:
             yield starts[np.asarray(self.dates.year[starts]) % k == 0], "%Y"
 
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
+    def tickStrings(self, values, scale, spacing):
         n = len(self.dates)
         return [self.dates[int(v)].strftime(self._format) if 0 <= int(v) < n else "" for v in values]
 
@@ -72,7 +72,7 @@ class DateAxis(pg.AxisItem):
 class CompactAxis(pg.AxisItem):
     """Value axis with 1.2M / 3.4B labels instead of scientific notation (volumes)."""
 
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 (Qt naming)
+    def tickStrings(self, values, scale, spacing):
         return [_compact(v * scale) for v in values]
 
 
@@ -136,7 +136,7 @@ class CandleItem(pg.GraphicsObject):
         for chunk in range(first, last + 1):
             painter.drawPicture(0, 0, self._picture(chunk))
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 (Qt naming)
+    def boundingRect(self) -> QRectF:
         return QRectF(self._bounds)
 
 
@@ -203,7 +203,7 @@ class Crosshair(QObject):
             if inside:
                 point = plot.vb.mapSceneToView(pos)
                 hline.setPos(point.y())
-                index = int(round(point.x()))
+                index = round(point.x())
                 self.move_to(index)
                 self.moved.emit(index)
 
@@ -356,7 +356,7 @@ class PriceChart(pg.GraphicsLayoutWidget):
             parts.append(f"V {_compact(bar['volume'])}")
         self.readout.setText("&nbsp;&nbsp;".join(parts), color=self._palette.text, size="9pt")
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt naming)
+    def keyPressEvent(self, event: QKeyEvent) -> None:
         lo, hi = self.visible_range()
         width, key = hi - lo, event.key()
         zoom = {Qt.Key.Key_Up: 0.8, Qt.Key.Key_Plus: 0.8, Qt.Key.Key_Equal: 0.8,

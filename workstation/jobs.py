@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from engine.events import CancelToken, CheckpointEvent, EvalEvent, Event, Finished, Progress, RunStarted, StepEvent
 from engine.store import RunStoreError
-from engine.training.events import (CancelToken, CheckpointEvent, EvalEvent, Event, Finished, Progress,
-                                    RunStarted, StepEvent)
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,21 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QIODevice, QSaveFile, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMenu, QMessageBox, QTabWidget,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
 
 import engine
-from engine.backtest.job import export_backtest_signals
+from engine.events import Finished
+from engine.jobs.backtest import export_backtest_signals
 from engine.store import RunStore
-from engine.training.events import Finished
 from workstation import theme
 from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
 from workstation.panels.backtest_panels import EquityPanel, PositionsPanel, load_view
@@ -359,7 +367,7 @@ class MainWindow(QMainWindow):
         if isinstance(state, QByteArray):
             self.restoreState(state, STATE_VERSION)
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt naming)
+    def closeEvent(self, event: QCloseEvent) -> None:
         if self.runner.is_running():
             event.ignore()
             if self._close_when_idle or self._confirm_cancel():
@@ -379,9 +387,9 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt naming)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         self.data_panel.dragEnterEvent(event)
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt naming)
+    def dropEvent(self, event: QDropEvent) -> None:
         self.data_panel.dropEvent(event)
         self.docks["dataDock"].raise_()

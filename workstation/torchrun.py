@@ -13,6 +13,7 @@ engine's `--start` is not refused as an ambiguous `--start-method`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,8 +25,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from engine.config import PRESETS, DataConfig, PriceModelConfig, TrainConfig
+from engine.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent
 from engine.store import RunStore
-from engine.training.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent
 
 POLL_S = 0.5  # at least this long between reads of the history; longer when a read is slow
 GRACE_S = 30.0  # after Cancel, how long the ranks get to record the run before the group is killed
@@ -103,10 +104,8 @@ def _kill_group(process: subprocess.Popen) -> None:
     if sys.platform == "win32":
         process.kill()
         return
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group may have gone
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group has already gone
     process.wait()
 
 
@@ -119,7 +118,7 @@ class _MetricReader:
         self.best = float("inf")
 
     def read(self) -> Iterator[Event]:
-        series = lambda name: self.store.metric_series(self.run_id, name)  # noqa: E731
+        series = lambda name: self.store.metric_series(self.run_id, name)
         loss = series("train/loss")[self.steps_seen:]
         if loss:
             by_step = {name: dict(series(f"train/{name}")) for name in ("grad_norm", "lr", "samples_per_s")}

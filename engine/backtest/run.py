@@ -232,6 +232,11 @@ def walk_forward(
 
 
 __all__ = [
-    "BacktestResult", "run_backtest", "backtest_equity", "apply_ashare_rules", "walk_forward",
-    "FORECAST_GAIN", "forecast_positions",
+    "FORECAST_GAIN",
+    "BacktestResult",
+    "apply_ashare_rules",
+    "backtest_equity",
+    "forecast_positions",
+    "run_backtest",
+    "walk_forward",
 ]

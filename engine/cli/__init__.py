@@ -11,6 +11,20 @@ from engine.cli.core import (
     ProgressBar, UsageError, build_parser, command, jsonable, main, open_store,
 )
 
-__all__ = ["COMMANDS", "Command", "Output", "ProgressBar", "UsageError", "BadInput", "build_parser",
-           "command", "jsonable", "main", "open_store", "EXIT_OK", "EXIT_BUG", "EXIT_BAD_INPUT",
-           "EXIT_CANCELLED"]
+__all__ = [
+    "COMMANDS",
+    "EXIT_BAD_INPUT",
+    "EXIT_BUG",
+    "EXIT_CANCELLED",
+    "EXIT_OK",
+    "BadInput",
+    "Command",
+    "Output",
+    "ProgressBar",
+    "UsageError",
+    "build_parser",
+    "command",
+    "jsonable",
+    "main",
+    "open_store",
+]

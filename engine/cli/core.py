@@ -20,8 +20,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.checkpoint import CheckpointError
 from engine.data import DataImportError
-from engine.training.checkpoint import CheckpointError
 from engine.training.distributed import is_main
 
 EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130

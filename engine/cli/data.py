@@ -9,7 +9,6 @@ from engine.cli.core import Output, command
 from engine.config import HORIZON, WINDOW
 from engine.data import list_samples, load_bars
 
-
 # ---------------------------------------------------------------- samples
 
 

@@ -90,8 +90,8 @@ def _metric_line(name: str, m: dict) -> str:
 @command("backtest", "backtest a strategy (or follow-the-forecast) run with baselines",
          _configure_backtest)
 def run_backtest_command(args: argparse.Namespace) -> Output:
-    from engine.backtest.job import backtest_job
     from engine.cli.train import cancel_on_sigint, follow
+    from engine.jobs.backtest import backtest_job
 
     cfg = BacktestConfig(cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
                          ashare_rules=args.ashare_rules, start=args.start, end=args.end,
@@ -100,7 +100,7 @@ def run_backtest_command(args: argparse.Namespace) -> Output:
     source, data = args.checkpoint or args.run, one_dataset(args)
     with cancel_on_sigint() as token:
         if args.walk_forward is not None:
-            from engine.backtest.walkforward import walk_forward_job
+            from engine.jobs.walkforward import walk_forward_job
 
             job = walk_forward_job(source, data, folds=args.walk_forward, cfg=cfg, store=store,
                                    fraction=args.walk_forward_fraction, cancel=token)
@@ -137,7 +137,7 @@ def _configure_export(parser: argparse.ArgumentParser) -> None:
 
 @command("export-signals", "write a backtest's daily signals to CSV (atomically)", _configure_export)
 def run_export(args: argparse.Namespace) -> Output:
-    from engine.backtest.job import export_backtest_signals
+    from engine.jobs.backtest import export_backtest_signals
 
     store = open_store(args)
     try:

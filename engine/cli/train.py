@@ -13,10 +13,15 @@ import torch
 
 from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
 from engine.config import (
-    PRESETS, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig,
+    PRESETS,
+    DataConfig,
+    PriceModelConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
+    TrainConfig,
     override,
 )
-from engine.training.events import CancelToken, Event, EvalEvent, Finished, RunStarted, StepEvent
+from engine.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent
 
 EXIT_FOR_STATUS = {"finished": 0, "cancelled": 130, "failed": 1}
 
@@ -88,7 +93,7 @@ def cancel_on_sigint() -> Iterator[CancelToken]:
     checkpoints intact); a second one interrupts at once."""
     token = CancelToken()
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         if token.cancelled:
             raise KeyboardInterrupt
         token.cancel()

@@ -15,9 +15,22 @@ from engine.data.windows import (
 )
 
 __all__ = [
-    "BarTable", "DataImportError", "ImportIssue", "load_bars",
-    "Sample", "get_sample", "list_samples", "sample_path",
-    "daily_features", "feature_mask",
-    "PooledWindows", "Split", "WindowSet", "build_windows", "chronological_split",
-    "sequence_starts", "targets_to_prices", "walk_forward_folds",
+    "BarTable",
+    "DataImportError",
+    "ImportIssue",
+    "PooledWindows",
+    "Sample",
+    "Split",
+    "WindowSet",
+    "build_windows",
+    "chronological_split",
+    "daily_features",
+    "feature_mask",
+    "get_sample",
+    "list_samples",
+    "load_bars",
+    "sample_path",
+    "sequence_starts",
+    "targets_to_prices",
+    "walk_forward_folds",
 ]

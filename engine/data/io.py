@@ -23,7 +23,7 @@ from engine.data import samples
 
 COLUMNS = ("open", "high", "low", "close", "volume", "amount", "turnover", "trades")
 PRICES = ("open", "high", "low", "close")
-REQUIRED = ("date",) + PRICES
+REQUIRED = ("date", *PRICES)
 
 # Daily price limit per market (fraction); None where the exchange has none.
 DAILY_LIMITS: dict[str, float | None] = {"cn": 0.10, "us": None, "unknown": None}
@@ -231,7 +231,7 @@ def _normal(name: str) -> str:
 
 def _locate_columns(grid: list[list[str]], label: str) -> _Raw:
     """Find the header (the first row naming two known columns), map columns, cut the data rows."""
-    for top, row in enumerate(grid[:_HEADER_SCAN]):
+    for top, row in enumerate(grid[:_HEADER_SCAN]):  # noqa: B007 (top is the header row below)
         keys = [_CANONICAL.get(_normal(cell)) for cell in row]
         if sum(k is not None for k in keys) >= 2:
             break
@@ -324,7 +324,7 @@ def _dates(raw: _Raw) -> pd.DatetimeIndex:
 
 def _parse(raw: _Raw) -> tuple[pd.DataFrame, np.ndarray, list[ImportIssue]]:
     """Typed, validated, ascending bars; the file line of each bar; notes on rows dropped."""
-    keys = [k for k in COLUMNS + ("adjclose",) if k in raw.columns]
+    keys = [k for k in (*COLUMNS, "adjclose") if k in raw.columns]
     frame = pd.DataFrame({k: _numbers(raw, k) for k in keys}, index=_dates(raw))
     frame = frame.reindex(columns=list(COLUMNS) + (["adjclose"] if "adjclose" in keys else []))
     frame["turnover"] /= 100.0  # every export we know gives turnover in percent
@@ -352,7 +352,7 @@ def _parse(raw: _Raw) -> tuple[pd.DataFrame, np.ndarray, list[ImportIssue]]:
 
 
 def _validate(raw: _Raw, frame: pd.DataFrame, lines: np.ndarray) -> None:
-    prices = [k for k in raw.columns if k in PRICES + ("adjclose",)]  # file order: first cell first
+    prices = [k for k in raw.columns if k in (*PRICES, "adjclose")]  # file order: first cell first
     _first_cell(raw, frame, lines, prices, np.isnan, "missing value (a bar needs all four prices)")
     _first_cell(raw, frame, lines, prices, lambda v: v <= 0, "non-positive price {:g}")
     amounts = [k for k in raw.columns if k in COLUMNS and k not in PRICES]

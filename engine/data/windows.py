@@ -197,7 +197,7 @@ class PooledWindows:
         return self._gather(items, WindowSet.targets, (self.horizon,), np.float64)
 
     def masks(self, items: np.ndarray) -> np.ndarray:
-        fetch = lambda ws, ends: np.broadcast_to(ws.mask, (len(ends), len(ws.mask)))  # noqa: E731
+        fetch = lambda ws, ends: np.broadcast_to(ws.mask, (len(ends), len(ws.mask)))
         return self._gather(items, fetch, (self.sets[0].daily.shape[1],), np.float32)
 
     def next_returns(self, items: np.ndarray) -> np.ndarray:

@@ -1,11 +1,22 @@
 """Networks of both stages: the MLA price encoder and the recurrent strategy network."""
 
-from engine.models.layers import MoE, GatedFFN, RMSNorm, Rotary, apply_rotary
+from engine.models.layers import GatedFFN, MoE, RMSNorm, Rotary, apply_rotary
 from engine.models.mla import MHA, MLA, build_attention
 from engine.models.price import PriceNetwork, PriceOutput, build_price_model
 from engine.models.strategy import StrategyNetwork, StrategyOutput
 
 __all__ = [
-    "MoE", "GatedFFN", "RMSNorm", "Rotary", "apply_rotary", "MHA", "MLA", "build_attention",
-    "PriceNetwork", "PriceOutput", "build_price_model", "StrategyNetwork", "StrategyOutput",
+    "MHA",
+    "MLA",
+    "GatedFFN",
+    "MoE",
+    "PriceNetwork",
+    "PriceOutput",
+    "RMSNorm",
+    "Rotary",
+    "StrategyNetwork",
+    "StrategyOutput",
+    "apply_rotary",
+    "build_attention",
+    "build_price_model",
 ]

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.config import PRESETS, PriceModelConfig, override
-from engine.models.layers import MoE, GatedFFN, RMSNorm, Rotary
+from engine.models.layers import GatedFFN, MoE, RMSNorm, Rotary
 from engine.models.mla import build_attention, rotary_dim
 
 

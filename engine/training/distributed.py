@@ -184,7 +184,18 @@ def main_rank_store(store: Any) -> Any:
 
 
 __all__ = [
-    "World", "world", "is_main", "is_distributed", "init_distributed", "local_device", "cleanup",
-    "barrier", "all_reduce_mean", "on_main", "shard", "wrap_model", "MainRankStore",
+    "MainRankStore",
+    "World",
+    "all_reduce_mean",
+    "barrier",
+    "cleanup",
+    "init_distributed",
+    "is_distributed",
+    "is_main",
+    "local_device",
     "main_rank_store",
+    "on_main",
+    "shard",
+    "world",
+    "wrap_model",
 ]

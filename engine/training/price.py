@@ -17,13 +17,19 @@ from torch import Tensor, nn
 
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, to_dict
 from engine.data import PooledWindows, Split, build_windows, load_bars
+from engine.events import CancelToken, Event
 from engine.losses import price_loss
 from engine.models import build_price_model
 from engine.store import RunStore
 from engine.training.distributed import init_distributed, main_rank_store, on_main
-from engine.training.events import CancelToken, Event
 from engine.training.trainer import (
-    TrainStage, fit, recorded_train_config, resume_point, seed_everything, select_device, to_device,
+    TrainStage,
+    fit,
+    recorded_train_config,
+    resume_point,
+    seed_everything,
+    select_device,
+    to_device,
 )
 
 EVAL_BATCH = 256
@@ -172,5 +178,11 @@ def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataC
                    resume_from=start)
 
 
-__all__ = ["train_price", "prepare_price_data", "price_metrics", "PriceStage", "PriceData",
-           "window_closes"]
+__all__ = [
+    "PriceData",
+    "PriceStage",
+    "prepare_price_data",
+    "price_metrics",
+    "train_price",
+    "window_closes",
+]

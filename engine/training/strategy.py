@@ -18,9 +18,15 @@ from torch import Tensor, nn
 
 from engine.backtest.run import backtest_equity
 from engine.config import (
-    DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, from_dict, to_dict,
+    DataConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
+    TrainConfig,
+    from_dict,
+    to_dict,
 )
 from engine.data import build_windows, chronological_split, load_bars, sequence_starts
+from engine.events import CancelToken, Event
 from engine.forecast import LoadedPriceModel, load_price_model
 from engine.losses import strategy_loss
 from engine.models import StrategyNetwork
@@ -28,10 +34,16 @@ from engine.policy import day_features, policy_positions
 from engine.regime import DEFAULT_THRESHOLDS, hindsight_labels
 from engine.store import RunStore
 from engine.training.distributed import init_distributed, main_rank_store, on_main
-from engine.training.events import CancelToken, Event
 from engine.training.trainer import (
-    TrainStage, fit, recorded_train_config, resume_point, seed_everything, select_device, to_device,
+    TrainStage,
+    fit,
+    recorded_train_config,
+    resume_point,
+    seed_everything,
+    select_device,
+    to_device,
 )
+
 
 @dataclass
 class StrategyData:
@@ -218,4 +230,4 @@ def train_strategy(price_run: str, data: list[str], *, model_cfg: StrategyModelC
                    configs=configs, resume_from=start)
 
 
-__all__ = ["train_strategy", "prepare_strategy_data", "StrategyStage", "StrategyData"]
+__all__ = ["StrategyData", "StrategyStage", "prepare_strategy_data", "train_strategy"]

@@ -1,6 +1,6 @@
 """The one training loop both stages use; what differs per stage lives in a TrainStage.
 
-`fit` is a generator of engine.training.events: the CLI prints them, the GUI re-emits them as Qt
+`fit` is a generator of engine.events: the CLI prints them, the GUI re-emits them as Qt
 signals, tests assert on them. It records the run in the RunStore as it goes (metric rows in
 batches, checkpoints with their sha256, heartbeat, final status).
 """
@@ -23,15 +23,25 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from engine.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from engine.config import TrainConfig, from_dict
+from engine.events import (
+    CancelToken,
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    Finished,
+    RunStarted,
+    StepEvent,
+)
 from engine.store import RunStore, RunStoreError
 from engine.training import distributed
-from engine.training.checkpoint import (
-    load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
-)
-from engine.training.events import (
-    CancelToken, CheckpointEvent, EvalEvent, Event, Finished, RunStarted, StepEvent,
-)
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +311,7 @@ class _Loop:
         finite = torch.isfinite(loss_sum) & (torch.isfinite(norms[0]) if self.scaler is None else True)
         self.first_bad = torch.where((self.first_bad < 0) & ~finite, self.step + 1, self.first_bad)
         stats = torch.cat([loss_sum.view(1), norms] + [v.view(1) for v in parts.values()])
-        return stats, ["loss"] + names + list(parts), host_parts, sum(len(c) for c in chunks)
+        return stats, ["loss", *names, *list(parts)], host_parts, sum(len(c) for c in chunks)
 
     def grad_norms(self) -> tuple[Tensor, list[str], list[Tensor]]:
         """[total, per module...] gradient norms in one small tensor (no host sync)."""
@@ -520,7 +530,19 @@ def resume_point(store: RunStore, run_id: str) -> Path | None:
 
 
 __all__ = [
-    "TrainStage", "fit", "to_device", "recorded_train_config", "resume_point", "RUNTIME_FIELDS",
-    "select_device", "resolve_precision", "seed_everything", "lr_factor", "module_key",
-    "NonFiniteError", "failure_message", "is_out_of_memory", "OOM_HINT",
+    "OOM_HINT",
+    "RUNTIME_FIELDS",
+    "NonFiniteError",
+    "TrainStage",
+    "failure_message",
+    "fit",
+    "is_out_of_memory",
+    "lr_factor",
+    "module_key",
+    "recorded_train_config",
+    "resolve_precision",
+    "resume_point",
+    "seed_everything",
+    "select_device",
+    "to_device",
 ]

@@ -15,11 +15,19 @@ import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Slot
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel,
-                               QTableWidget, QTableWidgetItem, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
-from engine.backtest.job import load_backtest_frame
 from engine.data.io import BarTable
+from engine.jobs.backtest import load_backtest_frame
 from engine.regime import REGIME_NAMES
 from engine.store import RunStore
 from workstation.charts import Crosshair, PriceChart, date_plot, fast_curve, link_x, style_axes
@@ -117,7 +125,7 @@ class RegimeBands(pg.ImageItem):
         self.setImage(rgba, autoLevels=False)
         self.viewRangeChanged()
 
-    def viewRangeChanged(self) -> None:  # noqa: N802 (pyqtgraph naming)
+    def viewRangeChanged(self) -> None:
         view = self.getViewBox()
         if view is None or not len(self.labels):
             return

@@ -6,8 +6,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTreeWidget, QTreeWidgetItem, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QWidget,
+)
 
 from engine.data.io import BarTable, DataImportError, load_bars
 from engine.data.samples import list_samples
@@ -147,7 +156,7 @@ class DataPanel(QWidget):
             self.import_failed.emit(str(error))
             return None
         if path not in self.imported_paths():
-            QSettings().setValue(IMPORTED_KEY, self.imported_paths() + [path])
+            QSettings().setValue(IMPORTED_KEY, [*self.imported_paths(), path])
             self._add_item(self.imported_group, Path(path).name, path, "", "")
         self.select(path)
         self.imported.emit(path)
@@ -162,11 +171,11 @@ class DataPanel(QWidget):
         self._cache.pop(source, None)
         self.imported_group.removeChild(item)
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 (Qt naming)
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 (Qt naming)
+    def dropEvent(self, event: QDropEvent) -> None:
         for url in event.mimeData().urls():
             if url.isLocalFile():
                 self.import_file(url.toLocalFile())

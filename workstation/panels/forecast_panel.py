@@ -13,8 +13,17 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from engine.data import BarTable, WindowSet, build_windows, load_bars
 from engine.forecast import Forecast, LoadedPriceModel, forecast, load_price_model
@@ -253,7 +262,7 @@ class ForecastPanel(QWidget):
         plot = self.chart.price_plot
         if event.button() != Qt.MouseButton.LeftButton or not plot.sceneBoundingRect().contains(event.scenePos()):
             return
-        self.pick(int(round(plot.vb.mapSceneToView(event.scenePos()).x())))
+        self.pick(round(plot.vb.mapSceneToView(event.scenePos()).x()))
 
     def set_palette(self, palette: Palette) -> None:
         self.palette_ = palette

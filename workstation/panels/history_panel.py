@@ -15,14 +15,23 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLineEdit, QMessageBox, QPlainTextEdit, QPushButton,
-                               QSplitter, QTreeView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLineEdit,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
 
-from engine.backtest.job import load_backtest_frame
-from engine.config import (DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig,
-                           from_dict)
+from engine.config import DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, from_dict
+from engine.events import CancelToken, Event
+from engine.jobs.backtest import load_backtest_frame
 from engine.store import RunStore
-from engine.training.events import CancelToken, Event
 from workstation.charts import style_axes
 from workstation.theme import Palette
 

@@ -12,10 +12,20 @@ import numpy as np
 import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMessageBox,
-                               QProgressBar, QPushButton, QSlider, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QWidget,
+)
 
-from engine.training.events import CheckpointEvent, EvalEvent, Finished, Progress, RunStarted, StepEvent
+from engine.events import CheckpointEvent, EvalEvent, Finished, Progress, RunStarted, StepEvent
 from workstation.charts import link_x, style_axes
 from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
 from workstation.panels.layout import column, panel_layout, split

@@ -12,15 +12,29 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QDate, QSettings, Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QDateEdit, QFormLayout, QHBoxLayout,
-                               QHeaderView, QLabel, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
-                               QWidget, QWizard, QWizardPage)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
 
-from engine.backtest.job import Source, backtest_job, default_period, load_source, overlaps_training
 from engine.config import BacktestConfig
 from engine.data.io import BarTable
+from engine.events import CancelToken, Event
+from engine.jobs.backtest import Source, backtest_job, default_period, load_source, overlaps_training
 from engine.store import RunStore
-from engine.training.events import CancelToken, Event
 from workstation.wizards.fields import dspin, error_label, remember_fields, restore_fields
 
 SETTINGS_GROUP = "wizard/backtest"
@@ -72,7 +86,7 @@ class SourcePage(QWizardPage):
         item = self.runs.currentItem()
         return item.data(0, Qt.ItemDataRole.UserRole) if item else None
 
-    def isComplete(self) -> bool:  # noqa: N802 (Qt naming)
+    def isComplete(self) -> bool:
         return self.run_id() is not None
 
 
@@ -120,7 +134,7 @@ class PeriodPage(QWizardPage):
         for edit in (self.start, self.end):
             edit.dateChanged.connect(self._check_overlap)
 
-    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+    def initializePage(self) -> None:
         self.src = self.wizard().source()
         if self.src is None:
             return
@@ -175,7 +189,7 @@ class PeriodPage(QWizardPage):
                              "will look better than live trading." if overlaps else "")
         self.warning.setVisible(overlaps)
 
-    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+    def validatePage(self) -> bool:
         start, end = self.period()
         self.error.setText("" if start < end else "The period must start before it ends.")
         return start < end
@@ -208,7 +222,7 @@ class CostsPage(QWizardPage):
             form.addRow(label, widget)
         self.ashare.toggled.connect(self.limit_pct.setEnabled)
 
-    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+    def initializePage(self) -> None:
         self.ashare.setChecked(self.wizard().period_page.bars().market == "cn")
         self.limit_pct.setEnabled(self.ashare.isChecked())
 

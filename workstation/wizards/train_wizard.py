@@ -16,14 +16,34 @@ import pandas as pd
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QDate, QSettings, Qt
-from PySide6.QtWidgets import (QButtonGroup, QDateEdit, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QRadioButton, QVBoxLayout, QWidget, QWizard, QWizardPage)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDateEdit,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+    QWizard,
+    QWizardPage,
+)
 
-from engine.config import (PRESETS, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig,
-                           TrainConfig, override)
+from engine.config import (
+    PRESETS,
+    DataConfig,
+    PriceModelConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
+    TrainConfig,
+    override,
+)
 from engine.data.io import BarTable, DataImportError
+from engine.events import CancelToken, Event, Finished
 from engine.store import RunStore
-from engine.training.events import CancelToken, Event, Finished
 from workstation.charts import date_plot, fast_curve
 from workstation.theme import Palette
 from workstation.torchrun import torchrun_command, torchrun_job
@@ -160,7 +180,7 @@ class DataPage(QWizardPage):
             state = Qt.CheckState.Checked if item.data(Qt.ItemDataRole.UserRole) in sources else Qt.CheckState.Unchecked
             item.setCheckState(state)
 
-    def isComplete(self) -> bool:  # noqa: N802 (Qt naming)
+    def isComplete(self) -> bool:
         return bool(self.checked())
 
     def _tables(self) -> list[BarTable]:
@@ -201,7 +221,7 @@ class DataPage(QWizardPage):
         self.test_region.setRegion((test_at, n))
         self.preview.getPlotItem().enableAutoRange()
 
-    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+    def validatePage(self) -> bool:
         start, end = self.period()
         problems = []
         if start >= end:
@@ -247,7 +267,7 @@ class StagePage(QWizardPage):
         layout.addStretch(1)
         self.buttons["price"].setChecked(True)
 
-    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+    def initializePage(self) -> None:
         self.price_run.clear()
         for run in self._store.list_runs(kind="price", status="finished"):
             label = " · ".join(str(run.get(k)) for k in ("run_id", "dataset", "started") if run.get(k))
@@ -264,7 +284,7 @@ class StagePage(QWizardPage):
                            if needs_run and self.price_run.count() == 0 else "")
         self.completeChanged.emit()
 
-    def isComplete(self) -> bool:  # noqa: N802 (Qt naming)
+    def isComplete(self) -> bool:
         return self.stage() != "strategy" or self.price_run.count() > 0
 
 
@@ -311,7 +331,7 @@ class ModelPage(QWizardPage):
         layout.addLayout(column, 1)
         self.preset.currentTextChanged.connect(self.apply_preset)
 
-    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+    def initializePage(self) -> None:
         self.strategy_box.setVisible(self.wizard().stage_page.stage() != "price")
 
     def apply_preset(self, name: str) -> None:
@@ -326,7 +346,7 @@ class ModelPage(QWizardPage):
         base = PRESETS[self.preset.currentText()]
         d_model = self.d_model.value()
         # The FFN keeps the preset's width ratio so a narrower model stays proportioned.
-        ffn_hidden = max(8, int(round(base.ffn_hidden * d_model / base.d_model / 8)) * 8)
+        ffn_hidden = max(8, round(base.ffn_hidden * d_model / base.d_model / 8) * 8)
         return override(base, d_model=d_model, n_layers=self.n_layers.value(), n_heads=self.n_heads.value(),
                         kv_lora_rank=self.kv_lora_rank.value(), dropout=self.dropout.value(),
                         attention=self.attention.currentText(), ffn=self.ffn.currentText(),
@@ -336,7 +356,7 @@ class ModelPage(QWizardPage):
         return StrategyModelConfig(cell=self.cell.currentText(), state_dim=self.state_dim.value(),
                                    dropout=self.dropout.value())
 
-    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+    def validatePage(self) -> bool:
         try:
             parameter_count(self.price_config())
         except Exception as error:  # the model's own message says which value is wrong
@@ -416,7 +436,7 @@ class ComputePage(QWizardPage):
                            patience=self.patience.value(), loss=loss,
                            num_threads=self.threads.value())
 
-    def validatePage(self) -> bool:  # noqa: N802 (Qt naming)
+    def validatePage(self) -> bool:
         device, precision = self.device.currentText(), self.precision.currentText()
         problem = ""
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -447,7 +467,7 @@ class ReviewPage(QWizardPage):
         layout.addWidget(self.summary)
         layout.addStretch(1)
 
-    def initializePage(self) -> None:  # noqa: N802 (Qt naming)
+    def initializePage(self) -> None:
         request = self.wizard().request()
         cfg, train = request.price_model, request.train
         params = parameter_count(cfg)

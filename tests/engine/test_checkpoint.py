@@ -13,8 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from engine.training.checkpoint import (
-    CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
+from engine.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
 
 

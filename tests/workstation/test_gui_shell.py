@@ -12,12 +12,11 @@ from PySide6.QtGui import QKeySequence
 
 from engine.data.samples import list_samples
 from engine.store import RunStore
-from gui_helpers import settings, window  # noqa: F401 (fixtures)
 from workstation.app import ExceptionRouter, log_path
 from workstation.charts import CandleItem
 from workstation.main_window import MainWindow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_main_window_lists_bundled_data_and_draws_the_chart(window):

@@ -161,7 +161,7 @@ def test_concurrent_writer_and_readers(tmp_path):
             for i in range(100):
                 store.log_metrics(run_id, [(i, "t/x", float(i))])
                 store.heartbeat(run_id, i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     worker = threading.Thread(target=write)

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.checkpoint import load_checkpoint
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
+from engine.events import Finished
 from engine.forecast import load_price_model
 from engine.store import RunStore
-from engine.training.checkpoint import load_checkpoint
-from engine.training.events import Finished
 from engine.training.price import train_price
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16,
                 qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)
 DATA = DataConfig(start="2015-01-01")  # spx from 2015: ~1000 bars, a few hundred windows
@@ -39,9 +39,9 @@ RESUME = TrainConfig(device="cpu", num_threads=1)  # everything else comes from 
 TRAIN_CHILD = textwrap.dedent("""
     import sys, time
     from engine.store import RunStore
-    from engine.training.events import StepEvent
+    from engine.events import StepEvent
     from engine.training.price import train_price
-    from tests.test_reliability_crash import DATA, TINY, TRAIN
+    from tests.reliability.test_reliability_crash import DATA, TINY, TRAIN
     for event in train_price(["spx"], model_cfg=TINY, data_cfg=DATA, train_cfg=TRAIN,
                              store=RunStore(sys.argv[1])):
         if isinstance(event, StepEvent):

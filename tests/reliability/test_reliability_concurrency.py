@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAMMER_S = 10.0
 
 WRITER_PROCESS = """
@@ -37,7 +37,7 @@ def _thread(target, errors: list[BaseException]) -> threading.Thread:
     def guarded() -> None:
         try:
             target()
-        except BaseException as exc:  # noqa: BLE001 - asserted empty below
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=guarded)

@@ -15,21 +15,21 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from engine.backtest.job import backtest_frame_json
 from engine.backtest.run import run_backtest
 from engine.cli.core import build_parser
 from engine.config import BacktestConfig
 from engine.data import load_bars
+from engine.events import Finished, Progress, RunStarted, StepEvent
+from engine.jobs.backtest import backtest_frame_json
 from engine.store import RunStore, RunStoreError
-from engine.training.events import Finished, Progress, RunStarted, StepEvent
-from gui_helpers import fill_train_wizard, settings, start_training, window  # noqa: F401 (fixtures)
+from tests.workstation.helpers import fill_train_wizard, start_training
 from workstation import app as app_module
 from workstation.jobs import HISTORY_ADVICE
 from workstation.panels.backtest_panels import BacktestView, PositionsPanel
 from workstation.panels.training_panel import MAX_POINTS, DecimatedSeries
 from workstation.wizards.backtest_wizard import BacktestWizard
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_MS = 120_000
 
 
@@ -73,7 +73,7 @@ def test_training_panel_keeps_every_step_of_a_short_run_and_bounds_a_long_one(wi
 
 # --- 2. an unusable run history -------------------------------------------------------------------
 
-def test_startup_with_an_unusable_history_explains_it_and_opens_the_folder_chosen(settings, tmp_path,  # noqa: F811
+def test_startup_with_an_unusable_history_explains_it_and_opens_the_folder_chosen(settings, tmp_path,
                                                                                   monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the history folder should be")
@@ -87,15 +87,16 @@ def test_startup_with_an_unusable_history_explains_it_and_opens_the_folder_chose
     assert Path(settings.value(app_module.HISTORY_KEY)) == good
 
 
-def test_startup_quits_cleanly_when_the_user_does_not_pick_a_folder(settings, tmp_path, monkeypatch):  # noqa: F811
+def test_startup_quits_cleanly_when_the_user_does_not_pick_a_folder(settings, tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("QUANT_WORKSTATION_HOME", str(blocker / "home"))
     asked: list[str] = []
     monkeypatch.setattr(app_module, "ask_history_folder", lambda error: asked.append(error))
+    shown_before = {id(w) for w in QApplication.topLevelWidgets() if w.isVisible()}
     assert app_module.main([]) == 1  # no traceback, no window: the dialog explained it
     assert asked and "not-a-folder" in asked[0]
-    assert not any(w.isVisible() for w in QApplication.topLevelWidgets())
+    assert not [w for w in QApplication.topLevelWidgets() if w.isVisible() and id(w) not in shown_before]
 
 
 def _visible_boxes() -> list[QMessageBox]:
@@ -157,7 +158,7 @@ def test_hovering_the_positions_plot_moves_the_crosshair_on_every_linked_plot(wi
     qtbot.waitUntil(lambda: all(abs(v.value() - index) <= 1 for v in crosshair._vlines), timeout=5000)
     assert len(crosshair._vlines) == 3  # price, volume and positions
     assert [h.isVisible() for h in crosshair._hlines] == [False, False, True]
-    shown = int(round(crosshair._vlines[0].value()))
+    shown = round(crosshair._vlines[0].value())
     assert f"{view.frame.index[shown]:%Y-%m-%d}" in panel.readout.text()
 
 

@@ -40,8 +40,8 @@ def reference_metrics(r, b, expo, turn, rf, dates) -> dict:
             peak, peak_i = equity, i
         if equity / peak - 1 < worst:
             worst, start_i, end_i = equity / peak - 1, peak_i, i
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    sd = lambda xs: math.sqrt(sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1))  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs)
+    sd = lambda xs: math.sqrt(sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1))
     ex = [x - rf / 252 for x in r]
     cagr = curve[-1] ** (252 / n) - 1
     active = [x - y for x, y in zip(r, b)]
@@ -148,7 +148,7 @@ def test_walk_forward_stitches_out_of_sample_pieces(walk):
     days = walk.index
     a = pd.Series(rng.integers(0, 11, 300), index=days[100:400])
     b = pd.Series(rng.integers(0, 11, 300), index=days[300:600])
-    day = lambda i: str(days[i].date())  # noqa: E731
+    day = lambda i: str(days[i].date())
     pieces = [(day(100), day(299), a), (day(300), day(599), b)]
     stitched = walk_forward(walk, pieces, BacktestConfig())
     direct = run_backtest(walk, pd.concat([a.loc[: days[299]], b]), BacktestConfig())

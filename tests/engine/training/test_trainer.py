@@ -11,14 +11,24 @@ import pytest
 import torch
 from torch import nn
 
+from engine.checkpoint import load_checkpoint
 from engine.config import TrainConfig
-from engine.store import RunStore
-from engine.training.checkpoint import load_checkpoint
-from engine.training.events import (
-    CancelToken, CheckpointEvent, EvalEvent, Finished, RunStarted, StepEvent,
+from engine.events import (
+    CancelToken,
+    CheckpointEvent,
+    EvalEvent,
+    Finished,
+    RunStarted,
+    StepEvent,
 )
+from engine.store import RunStore
 from engine.training.trainer import (
-    TrainStage, fit, lr_factor, module_key, resolve_precision, select_device,
+    TrainStage,
+    fit,
+    lr_factor,
+    module_key,
+    resolve_precision,
+    select_device,
 )
 
 

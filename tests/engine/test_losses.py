@@ -32,7 +32,7 @@ def strategy_loss_reference(positions, returns, regimes, cfg, momentum_positions
             lb = cfg.momentum_lookback
             bench_pos = [10.0 if t > 0 and np.mean(r[max(0, t - lb):t]) > 0 else 0.0 for t in range(len(r))]
 
-        def daily(pos):
+        def daily(pos, r=r):
             out, turns, prev = [], [], 0.0
             for t in range(len(r)):
                 w = pos[t] / 10

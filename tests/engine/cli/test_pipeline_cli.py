@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 from engine import cli
-from engine.backtest.job import load_backtest_frame
+from engine.jobs.backtest import load_backtest_frame
 from engine.store import RunStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
         "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import torch
 
+from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
 from engine.data import build_windows, load_bars
+from engine.events import CancelToken, Finished, StepEvent
 from engine.forecast import forecast, forecast_many, load_price_model
 from engine.store import RunStore
-from engine.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from engine.training.events import CancelToken, Finished, StepEvent
 from engine.training.price import prepare_price_data, price_metrics, train_price
 
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16,
@@ -64,7 +64,7 @@ def test_run_appears_with_series_checkpoint_and_eval_metrics(trained):
 
 
 def test_target_scale_comes_from_the_train_split_only(trained):
-    store, events = trained
+    _store, events = trained
     prepared = prepare_price_data(["spx"], DATA)
     train_targets = prepared.pooled.targets(prepared.split.train)
     saved = load_checkpoint(events[-1].best_checkpoint)["extra"]["target_scale"]
@@ -84,7 +84,7 @@ def test_price_metrics_against_hand_computed_values():
 
 
 def test_same_seed_gives_the_same_numbers(trained, tmp_path):
-    store, events = trained
+    _store, events = trained
     again = run(RunStore(tmp_path / "r.db"))
     assert again[-1].metrics == events[-1].metrics
     assert [e.loss for e in again if isinstance(e, StepEvent)] == \
@@ -147,9 +147,9 @@ CHILD = textwrap.dedent("""
     import sys, time
     from engine.config import TrainConfig
     from engine.store import RunStore
-    from engine.training.events import StepEvent
+    from engine.events import StepEvent
     from engine.training.price import train_price
-    from tests.test_price_training import TINY, DATA
+    from tests.engine.training.test_price_training import TINY, DATA
     cfg = TrainConfig(epochs=1, max_steps=30, batch_size=16, eval_every=4, precision="fp32",
                       device="cpu", num_threads=1)
     for event in train_price(["spx"], model_cfg=TINY, data_cfg=DATA, train_cfg=cfg,
@@ -163,7 +163,7 @@ CHILD = textwrap.dedent("""
 def test_kill_9_then_reopen_marks_interrupted_and_resume_works(tmp_path):
     db = tmp_path / "r.db"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE,
-                             text=True, cwd=Path(__file__).resolve().parents[1])
+                             text=True, cwd=Path(__file__).resolve().parents[3])
     for line in child.stdout:
         if int(line) >= 6:  # past the first checkpoint (step 4), mid-way to the next
             child.send_signal(signal.SIGKILL)

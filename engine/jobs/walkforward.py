@@ -16,16 +16,21 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from engine.backtest.job import backtest_frame_json, load_source, positions_for
 from engine.backtest.run import BacktestResult, walk_forward
 from engine.config import (
-    BacktestConfig, DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, from_dict,
+    BacktestConfig,
+    DataConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
+    TrainConfig,
+    from_dict,
 )
 from engine.data import WindowSet, build_windows, load_bars, walk_forward_folds
+from engine.events import CancelToken, Event, Finished, Progress
 from engine.forecast import load_price_model
+from engine.jobs.backtest import backtest_frame_json, load_source, positions_for
 from engine.policy import load_strategy_model
 from engine.store import RunStore
-from engine.training.events import CancelToken, Event, Finished, Progress
 from engine.training.price import train_price
 from engine.training.strategy import train_strategy
 
@@ -122,4 +127,4 @@ def walk_forward_job(source: str, data: str, *, folds: int, cfg: BacktestConfig,
     yield Finished(run_id=backtest_id, status="finished", metrics=json.loads(json.dumps(metrics)))
 
 
-__all__ = ["walk_forward_job", "fold_blocks"]
+__all__ = ["fold_blocks", "walk_forward_job"]

@@ -15,16 +15,23 @@ import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWizard
 
-from engine.backtest.job import backtest_job, load_backtest_frame
 from engine.backtest.run import run_backtest
-from engine.config import BacktestConfig, DataConfig, PriceModelConfig, StrategyModelConfig, StrategyLossConfig, \
-    TrainConfig, override
+from engine.config import (
+    BacktestConfig,
+    DataConfig,
+    PriceModelConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
+    TrainConfig,
+    override,
+)
 from engine.data import load_bars
 from engine.forecast import forecast_many, load_price_model
+from engine.jobs.backtest import backtest_job, load_backtest_frame
 from engine.store import RunStore
 from engine.training.price import train_price
 from engine.training.strategy import train_strategy
-from gui_helpers import SHORT_PERIOD, SMALL_DATASET, settings  # noqa: F401 (fixture)
+from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET
 from workstation import theme
 from workstation.main_window import MainWindow
 from workstation.panels.backtest_panels import BacktestView, format_metric
@@ -61,7 +68,7 @@ def trained(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def window(qtbot, settings, trained):  # noqa: F811 (fixture)
+def window(qtbot, settings, trained):
     theme.apply(QApplication.instance())
     win = MainWindow(trained["store"])
     qtbot.addWidget(win)
@@ -107,7 +114,8 @@ def test_backtest_wizard_fills_every_panel_with_the_engines_numbers(window, qtbo
              for r in range(equity.metrics_table.rowCount())}
     assert table["Sharpe"] == format_metric("sharpe", record["metrics"]["sharpe"])
     assert table["CAGR"] == format_metric("cagr", record["metrics"]["cagr"])
-    assert record["metrics"]["max_drawdown_end"] is None or record["metrics"]["max_drawdown_end"] in table["Max drawdown"]
+    drawdown_end = record["metrics"]["max_drawdown_end"]
+    assert drawdown_end is None or drawdown_end in table["Max drawdown"]
 
     positions = window.positions_panel
     np.testing.assert_array_equal(_y(positions.position_curve), frame["position"].to_numpy())
@@ -161,7 +169,7 @@ def test_wizard_warns_when_the_period_reaches_into_training_data(window, trained
 
 
 def test_export_signals_writes_the_frame_rows_and_remembers_the_folder(window, trained, tmp_path, monkeypatch,
-                                                                       settings):  # noqa: F811
+                                                                       settings):
     target = tmp_path / "out" / "signals.csv"
     target.parent.mkdir()
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "CSV files (*.csv)"))
@@ -183,7 +191,7 @@ def test_selecting_two_runs_overlays_two_loss_curves(window, trained):
     history.select([trained["price"], trained["strategy"]])
     assert len(history.compare_curves) == 2
     for curve, run_id in zip(history.compare_curves, (trained["price"], trained["strategy"])):
-        steps, values = np.asarray(trained["store"].metric_series(run_id, "val/loss"), dtype=float).T
+        _steps, values = np.asarray(trained["store"].metric_series(run_id, "val/loss"), dtype=float).T
         np.testing.assert_array_equal(_y(curve), values)
     history.select([trained["backtest"]])
     assert history.equity_widget.isVisible() and len(history.compare_curves) == 1

@@ -14,7 +14,7 @@ from PySide6.QtGui import QImage
 
 pytestmark = pytest.mark.xvfb
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import sys
 from PySide6.QtCore import QTimer

@@ -7,10 +7,9 @@ import sqlite3
 from PySide6.QtWidgets import QApplication
 
 from engine.config import DataConfig, PriceModelConfig, TrainConfig
+from engine.events import CancelToken, StepEvent
 from engine.store import RunStore
-from engine.training.events import CancelToken, StepEvent
 from engine.training.price import train_price
-from gui_helpers import settings  # noqa: F401 (fixture)
 from workstation import theme
 from workstation.main_window import MainWindow
 
@@ -46,7 +45,7 @@ def open_window(qtbot, path) -> MainWindow:
     return win
 
 
-def test_next_start_offers_resume_and_resuming_finishes_the_run(qtbot, settings, isolated_home):  # noqa: F811
+def test_next_start_offers_resume_and_resuming_finishes_the_run(qtbot, settings, isolated_home):
     path = isolated_home / "runs.db"
     run_id = crashed_run(path)
     win = open_window(qtbot, path)
@@ -59,7 +58,7 @@ def test_next_start_offers_resume_and_resuming_finishes_the_run(qtbot, settings,
     assert run["status"] == "finished" and run["step"] == TRAIN.max_steps
 
 
-def test_not_now_stops_offering_those_runs(qtbot, settings, isolated_home):  # noqa: F811
+def test_not_now_stops_offering_those_runs(qtbot, settings, isolated_home):
     path = isolated_home / "runs.db"
     crashed_run(path)
     win = open_window(qtbot, path)

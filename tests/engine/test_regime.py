@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from engine.regime import (
-    BEAR, BULL, SIDEWAYS, RegimeThresholds, causal_labels, hindsight_labels, regime_names, vote,
+    BEAR,
+    BULL,
+    SIDEWAYS,
+    RegimeThresholds,
+    causal_labels,
+    hindsight_labels,
+    regime_names,
+    vote,
 )
 
 DATA = "assets/data/sh000001_sse_composite.csv"

@@ -15,15 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest.signals import export_signals
 from engine.backtest.run import BacktestResult, forecast_positions, run_backtest
+from engine.backtest.signals import export_signals
+from engine.checkpoint import file_sha256, load_checkpoint
 from engine.config import BacktestConfig, DataConfig, to_dict
 from engine.data import BarTable, WindowSet, build_windows, chronological_split, load_bars
+from engine.events import CancelToken, Event, Finished, Progress
 from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
 from engine.policy import LoadedStrategy, load_strategy_model, strategy_positions
 from engine.store import RunStore
-from engine.training.checkpoint import file_sha256, load_checkpoint
-from engine.training.events import CancelToken, Event, Finished, Progress
 
 PRED_COLUMNS = [f"pred_{h}" for h in range(1, 8)]
 
@@ -214,7 +214,16 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
 
 
 __all__ = [
-    "backtest_job", "export_backtest_signals", "load_source", "run_source", "positions_for",
-    "default_period", "held_out_start", "overlaps_training", "load_backtest_frame", "Source",
-    "Training", "PRED_COLUMNS",
+    "PRED_COLUMNS",
+    "Source",
+    "Training",
+    "backtest_job",
+    "default_period",
+    "export_backtest_signals",
+    "held_out_start",
+    "load_backtest_frame",
+    "load_source",
+    "overlaps_training",
+    "positions_for",
+    "run_source",
 ]

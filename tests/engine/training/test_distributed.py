@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
+from engine.events import Finished
 from engine.models import build_price_model
 from engine.store import RunStore
 from engine.training import distributed
 from engine.training import price as price_job
-from engine.training.events import Finished
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 # dropout 0: the 1-process and 2-process runs must see the same computation, not just the same data
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16,
                 qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
@@ -35,8 +35,8 @@ SCRIPT = textwrap.dedent("""
     import torch
     from engine.training import price
     from engine.training.distributed import world
-    from engine.training.events import CancelToken, StepEvent
-    from tests.test_distributed import DATA, TINY, TRAIN, recording_builder
+    from engine.events import CancelToken, StepEvent
+    from tests.engine.training.test_distributed import DATA, TINY, TRAIN, recording_builder
     from engine.store import RunStore
 
     out, store = Path(sys.argv[1]), RunStore(sys.argv[2])

@@ -12,8 +12,8 @@ import pytest
 
 from engine import cli
 
-BAD = Path(__file__).parent / "data" / "bad"
-ROOT = Path(__file__).resolve().parents[1]
+BAD = Path(__file__).resolve().parents[2] / "data" / "bad"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

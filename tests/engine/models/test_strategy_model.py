@@ -74,7 +74,7 @@ def test_strategy_loss_falls_on_real_sse_sequences():
     cfg = StrategyLossConfig()
     losses = []
     for _ in range(40):
-        loss, parts = strategy_loss(net(features, tau=1.0).positions, returns, regimes, cfg)
+        loss, _parts = strategy_loss(net(features, tau=1.0).positions, returns, regimes, cfg)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -119,6 +119,11 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: s
 
 
 __all__ = [
-    "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model_state", "file_sha256",
-    "rng_state", "set_rng_state",
+    "CheckpointError",
+    "file_sha256",
+    "load_checkpoint",
+    "load_model_state",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
 ]

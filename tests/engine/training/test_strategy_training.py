@@ -10,14 +10,18 @@ import pandas as pd
 import pytest
 
 import engine.policy as policy
-from engine.backtest.job import backtest_job, load_backtest_frame, load_source, overlaps_training
 from engine.config import (
-    BacktestConfig, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig,
+    BacktestConfig,
+    DataConfig,
+    PriceModelConfig,
+    StrategyLossConfig,
+    StrategyModelConfig,
     TrainConfig,
 )
 from engine.data import build_windows, chronological_split, load_bars
+from engine.events import Finished
+from engine.jobs.backtest import backtest_job, load_backtest_frame, load_source, overlaps_training
 from engine.store import RunStore
-from engine.training.events import Finished
 from engine.training.price import train_price
 from engine.training.strategy import train_strategy
 
@@ -112,7 +116,7 @@ def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
 
 
 def test_walk_forward_retrains_per_fold_and_never_trains_on_a_traded_day(strategy_run):
-    from engine.backtest.walkforward import walk_forward_job
+    from engine.jobs.walkforward import walk_forward_job
 
     store, run_id = strategy_run
     events = list(walk_forward_job(run_id, "goog", folds=2, cfg=BacktestConfig(), store=store,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl, QElapsedTimer
+from PySide6.QtCore import QElapsedTimer, QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
-from gui_helpers import fill_train_wizard, settings, start_training, start_wizard, window  # noqa: F401 (fixtures)
+from tests.workstation.helpers import fill_train_wizard, start_training, start_wizard
 from workstation.panels.data_panel import IMPORTED_KEY
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ def test_wizard_remembers_the_last_choices(window, qtbot):
 
 
 def test_watchdog_explains_a_diverging_run(window, qtbot):
-    from engine.training.events import Finished, RunStarted, StepEvent
+    from engine.events import Finished, RunStarted, StepEvent
 
     runner, panel = window.runner, window.training_panel
     runner.started.emit(RunStarted(run_id="r1", kind="price", total_steps=10))

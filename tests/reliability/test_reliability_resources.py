@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine import checkpoint as checkpoint_module
+from engine.checkpoint import load_checkpoint
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
+from engine.events import CheckpointEvent, Finished, RunStarted
 from engine.store import RunStore, RunStoreError
-from engine.training import checkpoint as checkpoint_module
-from engine.training.checkpoint import load_checkpoint
-from engine.training.events import CheckpointEvent, Finished, RunStarted
 from engine.training.price import PriceStage, train_price
 
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16,

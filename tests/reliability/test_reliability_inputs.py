@@ -20,17 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.backtest import export_signals, run_backtest
+from engine.checkpoint import CheckpointError, save_checkpoint
 from engine.config import BacktestConfig, PriceModelConfig, TrainConfig, override
 from engine.data import io as data_io
 from engine.data import load_bars
 from engine.data.io import DataImportError
+from engine.events import Finished
 from engine.forecast import load_price_model
 from engine.models import build_price_model
 from engine.store import RunStore
-from engine.training.checkpoint import CheckpointError, save_checkpoint
-from engine.training.events import Finished
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "data"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "data"
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16,
                 qk_nope_head_dim=8, qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)
 
@@ -70,7 +70,7 @@ def test_malicious_checkpoint_opened_for_forecasting_runs_no_code(tmp_path):
 def test_malicious_last_checkpoint_on_resume_fails_the_run_without_running_code(tmp_path):
     """Someone replaced a run's last.pt: resuming refuses it and the run ends failed."""
     from engine.training.trainer import fit
-    from tests.test_trainer import Toy, ToyStage
+    from tests.engine.training.test_trainer import Toy, ToyStage
 
     store = RunStore(tmp_path / "runs.db")
     run_id = store.create_run("toy", dataset="toy", fingerprint="f", config={}, seed=0, device="cpu")

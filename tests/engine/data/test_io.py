@@ -14,7 +14,7 @@ import pytest
 from engine.data import DataImportError, build_windows, list_samples, load_bars, sample_path
 from engine.data.samples import DATA_DIR
 
-BAD = Path(__file__).parent / "data" / "bad"
+BAD = Path(__file__).resolve().parents[2] / "data" / "bad"
 
 
 def _readme_table() -> dict[str, tuple[int, str, str]]:
