@@ -11,6 +11,7 @@ HORIZON = 7  # closes it predicts
 SEQ_LEN = 20  # decision days the strategy network walks
 N_FEATURES = 11
 N_POSITIONS = 11  # positions 0..10
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # TrainConfig.precision; the CLI and the wizard offer these
 
 FEATURE_NAMES = (
     "open", "high", "low", "close", "change", "amplitude",
@@ -101,7 +102,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 100
     grad_clip: float = 1.0
-    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16"
+    precision: str = "auto"  # one of PRECISIONS
     compile: bool = False
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N" | "mps"
     seed: int = 0
@@ -171,6 +172,7 @@ __all__ = [
     "HORIZON",
     "N_FEATURES",
     "N_POSITIONS",
+    "PRECISIONS",
     "PRESETS",
     "SEQ_LEN",
     "WINDOW",

@@ -13,6 +13,7 @@ import torch
 
 from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
 from engine.config import (
+    PRECISIONS,
     PRESETS,
     DataConfig,
     PriceModelConfig,
@@ -21,7 +22,9 @@ from engine.config import (
     TrainConfig,
     override,
 )
+from engine.device import DEVICE_HELP
 from engine.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent
+from engine.store import STATUSES
 
 EXIT_FOR_STATUS = {"finished": 0, "cancelled": 130, "failed": 1}
 
@@ -63,10 +66,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--patience", type=int, default=defaults.patience,
                         help="evaluations without validation improvement before early stop")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--resume", metavar="RUN", help="continue this run from its last checkpoint")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model config field, e.g. --set d_model=64")
@@ -249,8 +252,7 @@ def _bad_input_guard(events: Iterator[Event]) -> Iterator[Event]:
 
 def _configure_runs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=["price", "strategy"])
-    parser.add_argument("--status", choices=["running", "finished", "cancelled", "failed",
-                                             "interrupted"])
+    parser.add_argument("--status", choices=STATUSES)
 
 
 @command("runs", "list the run history", _configure_runs)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, to_dict
 from engine.data import PooledWindows, Split, build_windows, load_bars
+from engine.device import select_device
 from engine.events import CancelToken, Event
 from engine.losses import price_loss
 from engine.models import build_price_model
@@ -28,7 +29,6 @@ from engine.training.trainer import (
     recorded_train_config,
     resume_point,
     seed_everything,
-    select_device,
     to_device,
 )
 

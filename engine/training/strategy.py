@@ -26,6 +26,7 @@ from engine.config import (
     to_dict,
 )
 from engine.data import build_windows, chronological_split, load_bars, sequence_starts
+from engine.device import select_device
 from engine.events import CancelToken, Event
 from engine.forecast import LoadedPriceModel, load_price_model
 from engine.losses import strategy_loss
@@ -40,7 +41,6 @@ from engine.training.trainer import (
     recorded_train_config,
     resume_point,
     seed_everything,
-    select_device,
     to_device,
 )
 

@@ -30,7 +30,8 @@ from engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from engine.config import TrainConfig, from_dict
+from engine.config import PRECISIONS, TrainConfig, from_dict
+from engine.device import select_device
 from engine.events import (
     CancelToken,
     CheckpointEvent,
@@ -121,25 +122,6 @@ def to_device(array: np.ndarray, device: torch.device) -> Tensor:
     return tensor.to(device)
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """"auto": CUDA, then Apple MPS, then CPU; an explicit device must be usable."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
-    return device
-
-
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype (None: fp32). auto: bf16 on CUDA (fp16 where bf16 is absent) and CPU."""
     if precision == "auto":
@@ -149,7 +131,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
             precision = "bf16" if device.type == "cpu" else "fp32"
     dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:
-        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+        raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     return dtypes[precision]
 
 
@@ -543,6 +525,5 @@ __all__ = [
     "resolve_precision",
     "resume_point",
     "seed_everything",
-    "select_device",
     "to_device",
 ]

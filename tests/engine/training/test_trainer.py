@@ -28,7 +28,6 @@ from engine.training.trainer import (
     lr_factor,
     module_key,
     resolve_precision,
-    select_device,
 )
 
 
@@ -267,16 +266,6 @@ def test_auto_precision_trains_in_bf16_on_cpu(tmp_path):
     assert resolve_precision("fp32", torch.device("cpu")) is None
     _, _, _, events = train(tmp_path, config=cfg(precision="auto"))
     assert events[-1].status == "finished" and math.isfinite(events[-1].metrics["val_loss"])
-
-
-def test_device_selection():
-    assert select_device("cpu") == torch.device("cpu")
-    assert select_device("auto").type in {"cpu", "cuda", "mps"}
-    with pytest.raises(ValueError, match="device"):
-        select_device("tpu9")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA"):
-            select_device("cuda")
 
 
 def test_module_grouping():

@@ -1,0 +1,43 @@
+"""Which devices this machine can train on, and the one that "auto" means.
+
+On the ground floor because every floor above places tensors: inference (forecast, policy),
+training, and the CLI and the wizard that offer the choices.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+def device_choices() -> list[str]:
+    """The device names a user may pick here: auto and cpu always, then each GPU that is present."""
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        choices.append("mps")
+    return choices
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """"auto": CUDA, then Apple MPS, then CPU; an explicit device must be usable."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use {DEVICE_HELP}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available on this machine")
+    return device
+
+
+__all__ = ["DEVICE_HELP", "device_choices", "select_device"]
