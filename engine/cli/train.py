@@ -9,8 +9,6 @@ from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
 
-import torch
-
 from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
 from engine.config import (
     PRECISIONS,
@@ -163,11 +161,10 @@ def _configure_describe(parser: argparse.ArgumentParser) -> None:
 
 @command("describe", "build the price model of a preset and print its shape", _configure_describe)
 def run_describe(args: argparse.Namespace) -> Output:
-    from engine.models import PriceNetwork
+    from engine.models import meta_price_model
 
     cfg = parse_overrides(args.overrides, PRESETS[args.preset], "--set")
-    with torch.device("meta"):
-        model = PriceNetwork(cfg)
+    model = meta_price_model(cfg)
     data = {"preset": args.preset, "parameters": model.num_parameters(), "d_model": cfg.d_model,
             "layers": cfg.n_layers, "heads": cfg.n_heads, "attention": cfg.attention,
             "ffn": cfg.ffn, "kv_lora_rank": cfg.kv_lora_rank, "window": cfg.window,

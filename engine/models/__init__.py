@@ -2,7 +2,7 @@
 
 from engine.models.layers import GatedFFN, MoE, RMSNorm, Rotary, apply_rotary
 from engine.models.mla import MHA, MLA, build_attention
-from engine.models.price import PriceNetwork, PriceOutput, build_price_model
+from engine.models.price import PriceNetwork, PriceOutput, build_price_model, meta_price_model
 from engine.models.strategy import StrategyNetwork, StrategyOutput
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "apply_rotary",
     "build_attention",
     "build_price_model",
+    "meta_price_model",
 ]

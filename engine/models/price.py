@@ -88,6 +88,16 @@ class PriceNetwork(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def training_memory_gb(self, batch: int, precision: str) -> float:
+        """Rough training footprint at `batch` windows: fp32 weights, grads and AdamW moments
+        (16 bytes a parameter), plus per-layer activations and attention scores."""
+        cfg = self.cfg
+        act_bytes = 2 if precision in ("bf16", "fp16") else 4
+        states = self.num_parameters() * 16
+        activations = batch * cfg.window * cfg.d_model * cfg.n_layers * act_bytes * 16
+        attention = batch * cfg.n_heads * cfg.window ** 2 * cfg.n_layers * act_bytes * 2
+        return (states + activations + attention) / 2**30
+
     def optimizer_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups: decay matrices; never norms, biases or the missing-feature embedding."""
         decay, no_decay = [], []
@@ -106,6 +116,12 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def meta_price_model(cfg: PriceModelConfig) -> PriceNetwork:
+    """The network of cfg on the meta device: exact sizes, and a bad value raises, without memory or time."""
+    with torch.device("meta"):
+        return PriceNetwork(cfg)
 
 
 def build_price_model(preset: str | PriceModelConfig, **overrides) -> PriceNetwork:

@@ -60,6 +60,11 @@ class StrategyNetwork(nn.Module):
         )
         self.register_buffer("levels", torch.arange(N_POSITIONS, dtype=torch.float32), persistent=False)
 
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """One AdamW group, every parameter decayed: the small recurrent net was tuned so, and a
+        checkpoint's optimizer state resumes only into the same groups."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+
     def forward(self, features: Tensor, tau: float = 1.0, deterministic: bool = False) -> StrategyOutput:
         b, s, _ = features.shape
         features = F.dropout(features, self.cfg.dropout, self.training and not deterministic)

@@ -10,7 +10,7 @@ import torch
 
 from engine.config import PRESETS, PriceModelConfig, override
 from engine.data import build_windows, load_bars
-from engine.models import MLA, MoE, Rotary, apply_rotary, build_price_model
+from engine.models import MLA, MoE, Rotary, apply_rotary, build_price_model, meta_price_model
 from engine.models.mla import rotary_dim
 
 
@@ -105,9 +105,25 @@ def test_moe_model_reports_weighted_aux_loss_and_dense_model_reports_zero():
 
 @pytest.mark.parametrize("name,target", [("tiny", 2.5e6), ("small", 10e6), ("base", 40e6), ("large", 160e6)])
 def test_preset_parameter_counts_match_their_names(name, target):
-    with torch.device("meta"):
-        n = build_price_model(name).num_parameters()
+    n = meta_price_model(PRESETS[name]).num_parameters()
     assert abs(n / target - 1) <= 0.10, f"{name}: {n:,} parameters"
+
+
+def test_meta_model_counts_exactly_and_refuses_a_bad_shape_without_memory():
+    cfg = small_cfg()
+    meta = meta_price_model(cfg)
+    assert meta.num_parameters() == build_price_model(cfg).num_parameters()
+    assert next(meta.parameters()).device.type == "meta"
+    with pytest.raises(ValueError, match="ffn"):
+        meta_price_model(small_cfg(ffn="relu"))
+
+
+def test_memory_estimate_grows_with_batch_and_halves_activations_in_half_precision():
+    model = meta_price_model(PRESETS["tiny"])
+    states_gb = model.num_parameters() * 16 / 2**30  # weights, grads, two AdamW moments in fp32
+    fp32, bf16 = model.training_memory_gb(64, "fp32"), model.training_memory_gb(64, "bf16")
+    assert states_gb < bf16 < fp32 < model.training_memory_gb(128, "fp32")
+    assert fp32 - states_gb == pytest.approx(2 * (bf16 - states_gb))
 
 
 def test_presets_are_overridable_and_unknown_names_rejected():

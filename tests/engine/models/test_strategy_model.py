@@ -81,3 +81,13 @@ def test_strategy_loss_falls_on_real_sse_sequences():
         losses.append(loss.item())
     assert np.isfinite(losses).all()
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1e-3, losses[::5]
+
+
+def test_optimizer_groups_decay_every_trainable_parameter_once():
+    net = network()
+    net.head[0].bias.requires_grad_(False)
+    groups = net.optimizer_groups(0.05)
+    params = [p for g in groups for p in g["params"]]
+    assert [g["weight_decay"] for g in groups] == [0.05]
+    assert len(params) == len({id(p) for p in params}) == sum(p.requires_grad for p in net.parameters())
+    torch.optim.AdamW(groups)  # a valid optimiser definition
