@@ -1,8 +1,17 @@
-"""Floor 1 data layer: users' files in (io), bundled samples, causal features, leak-free windows."""
+"""Floor 1 data layer: users' files in (io), bundled samples, causal features, leak-free windows, calendar splits."""
 
 from engine.data.features import daily_features, feature_mask
 from engine.data.io import BarTable, DataImportError, ImportIssue, load_bars
 from engine.data.samples import Sample, get_sample, list_samples, sample_path
+from engine.data.splits import (
+    CutDates,
+    calendar_cut_dates,
+    calendar_split,
+    days_after,
+    pooled_calendar,
+    pooled_calendar_split,
+    split_json,
+)
 from engine.data.windows import (
     PooledWindows,
     Split,
@@ -16,6 +25,7 @@ from engine.data.windows import (
 
 __all__ = [
     "BarTable",
+    "CutDates",
     "DataImportError",
     "ImportIssue",
     "PooledWindows",
@@ -23,14 +33,20 @@ __all__ = [
     "Split",
     "WindowSet",
     "build_windows",
+    "calendar_cut_dates",
+    "calendar_split",
     "chronological_split",
     "daily_features",
+    "days_after",
     "feature_mask",
     "get_sample",
     "list_samples",
     "load_bars",
+    "pooled_calendar",
+    "pooled_calendar_split",
     "sample_path",
     "sequence_starts",
+    "split_json",
     "targets_to_prices",
     "walk_forward_folds",
 ]

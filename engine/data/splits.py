@@ -1,0 +1,161 @@
+"""Calendar splits: one set of cut dates for every instrument of a run, purged and embargoed.
+
+Cutting each series at its own 70/15/15 point puts one instrument's test years inside another's
+training years; a pooled model then has seen the test period. Here the cuts are dates shared by all
+instruments. Per instrument (in its own bars, T days, horizon H, embargo E >= H):
+
+    train: ends e whose targets e+1..e+H all lie on or before train_end (the purge)
+    val:   ends at least E bars after the last day on or before train_end, targets on or before val_end
+    test:  ends at least E bars after the last day on or before val_end (and on or after test_start)
+
+so no train target reaches a val or test day and no val target reaches a test day. Only ends with
+all H targets are used, as in `chronological_split`; an instrument with no days in a part gets an
+empty array there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.data.windows import PooledWindows, Split, WindowSet
+
+DateLike = str | pd.Timestamp
+
+
+def _iso(value: DateLike, name: str) -> str:
+    """A date as YYYY-MM-DD; a clear ValueError for anything that is not one day."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)") from exc
+    if pd.isna(stamp):
+        raise ValueError(f"{name}: {value!r} is not a date (use YYYY-MM-DD)")
+    return stamp.strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class CutDates:
+    """The run's cut dates (inclusive YYYY-MM-DD); kept in the run record so evaluation and
+    backtests know which days the model never trained or selected on."""
+
+    train_end: str
+    val_end: str
+    test_start: str | None = None  # first day a test end may lie on; None: val_end + embargo bars
+
+    def __post_init__(self) -> None:
+        for name in ("train_end", "val_end", "test_start"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _iso(value, name))
+        if self.train_end >= self.val_end:
+            raise ValueError(f"train_end {self.train_end} must come before val_end {self.val_end}")
+        if self.test_start is not None and self.test_start <= self.val_end:
+            raise ValueError(f"test_start {self.test_start} must come after val_end {self.val_end}")
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"train_end": self.train_end, "val_end": self.val_end, "test_start": self.test_start}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CutDates:
+        return cls(train_end=data["train_end"], val_end=data["val_end"], test_start=data.get("test_start"))
+
+
+def pooled_calendar(sets: Sequence[WindowSet]) -> pd.DatetimeIndex:
+    """Every trading day of any instrument, ascending: the span the fractions are taken of."""
+    if not sets:
+        raise ValueError("calendar cut dates need at least one instrument")
+    days = np.unique(np.concatenate([ws.dates.to_numpy(dtype="datetime64[ns]") for ws in sets]))
+    return pd.DatetimeIndex(days)
+
+
+def calendar_cut_dates(sets: Sequence[WindowSet], val_fraction: float, test_fraction: float,
+                       train_end: DateLike | None = None, val_end: DateLike | None = None,
+                       embargo: int = 0) -> CutDates:
+    """Cut dates at fractions of the pooled calendar (every day of any instrument, first to last),
+    or at explicit dates (either may be given alone; the other comes from its fraction).
+    test_start is the embargo-th pooled day after val_end, so it is one date for seen and unseen
+    instruments alike."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction {val_fraction} and test_fraction {test_fraction} must be in [0, 1) "
+                         "and leave some days to train on")
+    calendar = pooled_calendar(sets)
+    n, first, last = len(calendar), calendar[0], calendar[-1]
+    span = f"the data run from {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    at = lambda fraction: calendar[min(max(round(n * fraction) - 1, 0), n - 1)]
+    given = lambda value, name: pd.Timestamp(_iso(value, name))
+    train = given(train_end, "train_end") if train_end is not None else at(1 - val_fraction - test_fraction)
+    val = given(val_end, "val_end") if val_end is not None else at(1 - test_fraction)
+    if not first <= train < last:
+        raise ValueError(f"train_end {train:%Y-%m-%d} lies outside the data: {span}")
+    if not first < val <= last:
+        raise ValueError(f"val_end {val:%Y-%m-%d} lies outside the data: {span}")
+    if train >= val:
+        given = "given" if train_end is not None and val_end is not None else "from the fractions"
+        raise ValueError(f"train_end {train:%Y-%m-%d} must come before val_end {val:%Y-%m-%d} ({given})")
+    horizon = max(ws.horizon for ws in sets)
+    after = calendar.searchsorted(val, side="right") + max(int(embargo), horizon)
+    test_start = calendar[after] if after < n else val + pd.Timedelta(days=1)
+    return CutDates(train_end=_iso(train, "train_end"), val_end=_iso(val, "val_end"),
+                    test_start=_iso(test_start, "test_start"))
+
+
+def calendar_split(ws: WindowSet, cuts: CutDates, embargo: int) -> Split:
+    """One instrument's window ends in each part of the shared cut dates (see the module doc);
+    the embargo is widened to the horizon."""
+    embargo = max(int(embargo), ws.horizon)
+    ends = ws.ends[ws.has_targets(ws.ends)]
+    last_target = ends + ws.horizon
+    n_train = ws.dates.searchsorted(pd.Timestamp(cuts.train_end), side="right")  # days on or before
+    n_val = ws.dates.searchsorted(pd.Timestamp(cuts.val_end), side="right")
+    test_from = n_val + embargo - 1
+    if cuts.test_start is not None:
+        test_from = max(test_from, ws.dates.searchsorted(pd.Timestamp(cuts.test_start), side="left"))
+    return Split(train=ends[last_target < n_train],
+                 val=ends[(ends >= n_train + embargo - 1) & (last_target < n_val)],
+                 test=ends[ends >= test_from])
+
+
+def pooled_calendar_split(pool: PooledWindows, cuts: CutDates, embargo: int) -> Split:
+    """(set, end) pairs of every instrument cut at the same dates; refuses a pool with nothing to train on."""
+    splits = [calendar_split(ws, cuts, embargo) for ws in pool.sets]
+    if not any(len(s.train) for s in splits):
+        names = ", ".join(ws.instrument for ws in pool.sets)
+        raise ValueError(f"no instrument ({names}) has a full window with targets on or before "
+                         f"train_end {cuts.train_end}")
+    return Split(*(pool.pairs([getattr(s, part) for s in splits]) for part in ("train", "val", "test")))
+
+
+def split_json(cuts: CutDates, sets: Sequence[WindowSet], embargo: int = 0) -> dict[str, list[str | None]]:
+    """The CLI's "split": {part: [first, last]} over all instruments, from the days actually used:
+    first = the earliest window end, last = the latest target day. A test part with no days yet
+    reads [test_start, null]."""
+    splits = [calendar_split(ws, cuts, embargo) for ws in sets]
+    out: dict[str, list[str | None]] = {}
+    for part in ("train", "val", "test"):
+        used = [(ws, getattr(sp, part)) for ws, sp in zip(sets, splits) if len(getattr(sp, part))]
+        if used:
+            out[part] = [_iso(min(ws.dates[e[0]] for ws, e in used), part),
+                         _iso(max(ws.dates[e[-1] + ws.horizon] for ws, e in used), part)]
+        elif part == "test":
+            start = cuts.test_start or _iso(pd.Timestamp(cuts.val_end) + pd.Timedelta(days=1), part)
+            out[part] = [start, None]
+        else:
+            raise ValueError(f"no instrument has {part} windows between the cut dates {cuts.to_dict()}")
+    return out
+
+
+def days_after(ws: WindowSet, date: DateLike) -> np.ndarray:
+    """Window end days on or after `date` (a model's test start): the default backtest/evaluation
+    days for any instrument, seen or unseen. Never falls back to earlier (in-sample) days."""
+    start = pd.Timestamp(_iso(date, "date"))
+    days = ws.ends[ws.dates[ws.ends] >= start]
+    if not len(days):
+        last = f"{ws.dates[-1]:%Y-%m-%d}" if len(ws.dates) else "no days"
+        raise ValueError(f"{ws.instrument}: no days on or after the model's test start {start:%Y-%m-%d} "
+                         f"(its data end {last}); give data reaching past that date")
+    return days
