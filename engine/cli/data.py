@@ -7,7 +7,8 @@ from typing import Any
 
 from engine.cli.core import Output, command
 from engine.config import HORIZON, WINDOW
-from engine.data import list_samples, load_bars
+from engine.data import ImportIssue, list_samples, load_bars
+from engine.data.io import MARKETS, issue_line
 
 # ---------------------------------------------------------------- samples
 
@@ -30,11 +31,14 @@ def _configure_inspect(parser: argparse.ArgumentParser) -> None:
                         help="keep OHLC as in the file (ignore Adj Close)")
     parser.add_argument("--min-rows", type=int, default=WINDOW + HORIZON + 1, metavar="N",
                         help="fewer bars is an error (default: one training window, %(default)s)")
+    parser.add_argument("--market", choices=MARKETS, default=None,
+                        help="where the instrument trades (sets the daily limit warnings check); "
+                             "default: from a sample, an exchange code in the file or its name")
 
 
 @command("inspect", "import and validate a file or sample; changes nothing", _configure_inspect)
 def run_inspect(args: argparse.Namespace) -> Output:
-    bars = load_bars(args.source, adjust=args.adjust, min_rows=args.min_rows)
+    bars = load_bars(args.source, adjust=args.adjust, min_rows=args.min_rows, market=args.market)
     frame = bars.frame
     data = {
         "source": bars.source, "instrument": bars.instrument, "market": bars.market,
@@ -59,12 +63,5 @@ def _inspect_text(d: dict[str, Any]) -> str:
     if d["adjusted"]:
         lines.append("prices adjusted by Adj Close / Close (volume inversely)")
     lines.append(f"{len(d['warnings'])} warning(s)" + (":" if d["warnings"] else ""))
-    lines += [_warning_line(w) for w in d["warnings"]]
+    lines += ["  " + issue_line(ImportIssue(**w)) for w in d["warnings"]]
     return "\n".join(lines)
-
-
-def _warning_line(w: dict[str, Any]) -> str:
-    where = "  line " + ("-" if w["row"] is None else str(w["row"]))
-    where += f" ({w['date']})" if w["date"] else ""
-    where += f" {w['column']}" if w["column"] else ""
-    return f"{where}: {w['message']}"

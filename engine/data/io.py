@@ -27,6 +27,11 @@ REQUIRED = ("date", *PRICES)
 
 # Daily price limit per market (fraction); None where the exchange has none.
 DAILY_LIMITS: dict[str, float | None] = {"cn": 0.10, "us": None, "unknown": None}
+MARKETS = tuple(DAILY_LIMITS)
+# An A-share code: sh600000 / SZ000001 / 600000.SH, or six bare digits of the main boards (60/68,
+# 00/30). Chinese headers say nothing: NetEase and the terminals export US stocks with them too.
+_CN_CODE = re.compile(r"(?<![a-z0-9])(?:(?:sh|sz|bj)\d{6}|\d{6}\.(?:sh|sz|ss|bj)|[036]\d{5})(?!\d)", re.I)
+MAX_REPORTED = 50  # bad rows an import error lists; the rest are counted
 CN_LIMITS_SINCE = pd.Timestamp("1996-12-16")  # Shanghai/Shenzhen +-10 % limit introduced
 # A real long history may hold an odd corrupt bar (SSE 1992-06-16): kept with a warning. More than
 # this share of bars with high < low means swapped or misread columns: an error.
@@ -45,6 +50,7 @@ _ALIASES = {
     "amount": ("成交额", "成交金额", "金额", "amount"),
     "turnover": ("换手%", "换手率", "换手", "turnoverrate", "turnover%"),
     "trades": ("成交次数", "成交笔数", "笔数", "trades", "tradecount", "numberoftrades"),
+    "code": ("股票代码", "证券代码", "代码", "code", "symbol", "ticker", "tscode"),
 }
 _CANONICAL = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}
 _MISSING = {"", "none", "--", "-", "—", "nan", "null", "n/a", "na", "#n/a"}
@@ -53,6 +59,7 @@ _DATE = re.compile(
     r"|(?P<y2>\d{4})(?P<m2>\d{2})(?P<d2>\d{2})"
     r"|(?P<m3>\d{1,2})/(?P<d3>\d{1,2})/(?P<y3>\d{4}))(?=$|[\sT,，(（])"
 )
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _HEADER_SCAN = 20  # lines searched for the header row (exports may start with a title line)
 # Daily bars of a century are ~25k rows / a few MB: anything far larger is tick or minute data (or
 # not bars at all) and is refused before it is read, instead of freezing the app for minutes.
@@ -61,12 +68,16 @@ MAX_ROWS = 1_000_000
 
 
 class DataImportError(ValueError):
-    """The one error of the data layer: file, row (1-based line, header included), column, reason."""
+    """The one error of the data layer: file, row (1-based line, header included), column, reason of
+    the first problem; `problems` lists every bad row (at most MAX_REPORTED, `unreported` counts the
+    rest) so a user fixes a file in one pass, not one row per import."""
 
     def __init__(self, file: str | Path, row: int | None = None, column: str | None = None,
-                 reason: str = "") -> None:
+                 reason: str = "", problems: list[ImportIssue] | None = None, unreported: int = 0) -> None:
         self.file, self.row, self.column, self.reason = str(file), row, column, reason
-        super().__init__(self.file, row, column, reason)  # args rebuild it when pickled
+        self.problems = problems if problems is not None else [ImportIssue(row, column, reason)]
+        self.unreported = unreported
+        super().__init__(self.file, row, column, reason, problems, unreported)  # args rebuild it when pickled
 
     def __str__(self) -> str:
         where = [self.file]
@@ -74,7 +85,12 @@ class DataImportError(ValueError):
             where.append(f"line {self.row} (1-based, header included)")
         if self.column is not None:
             where.append(f"column '{self.column}'")
-        return f"{', '.join(where)}: {self.reason}"
+        lines = [f"{', '.join(where)}: {self.reason}"]
+        if len(self.problems) > 1 or self.unreported:
+            lines += [f"  {issue_line(p)}" for p in self.problems]
+        if self.unreported:
+            lines.append(f"  … and {self.unreported} more")
+        return "\n".join(lines)
 
 
 @dataclass
@@ -85,6 +101,14 @@ class ImportIssue:
     column: str | None
     message: str
     date: str | None = None
+
+
+def issue_line(issue: ImportIssue) -> str:
+    """`line 12 (2024-01-03) Close: reason`, as the CLI and an error's text list problems."""
+    where = "line " + ("-" if issue.row is None else str(issue.row))
+    where += f" ({issue.date})" if issue.date else ""
+    where += f" {issue.column}" if issue.column else ""
+    return f"{where}: {issue.message}"
 
 
 @dataclass
@@ -115,9 +139,16 @@ class _Raw:
         return self.header[self.columns[key]]
 
 
-def load_bars(source: str | Path, *, adjust: bool = True, min_rows: int = 0) -> BarTable:
-    """Import a bundled sample (by name) or a user's file into the canonical bar table."""
-    path, label, instrument = _resolve(source)
+def load_bars(source: str | Path, *, adjust: bool = True, min_rows: int = 0,
+              market: str | None = None) -> BarTable:
+    """Import a bundled sample (by name) or a user's file into the canonical bar table.
+
+    `market` is the user's word on where the instrument trades (it sets the daily limit the warnings
+    check); None infers it from the sample, an exchange code in the file or its name, or Adj Close.
+    """
+    if market is not None and market not in MARKETS:
+        raise ValueError(f"unknown market {market!r}; one of {', '.join(MARKETS)}")
+    path, label, instrument, known = _resolve(source)
     raw = _locate_columns(_read_grid(path, label), label)
     frame, lines, issues = _parse(raw)
     if len(frame) < min_rows:
@@ -125,7 +156,7 @@ def load_bars(source: str | Path, *, adjust: bool = True, min_rows: int = 0) -> 
                               f"too little history: {len(frame)} bars, at least {min_rows} needed")
     adjusted = adjust and "adjclose" in raw.columns and _adjust(frame)
     frame = frame.drop(columns="adjclose", errors="ignore")
-    market = _market(raw)
+    market = market or known or _market(raw, path)
     present = [c for c in COLUMNS if c in raw.columns and frame[c].notna().any()]
     derived = []
     if "amount" not in present and "volume" in present:
@@ -138,17 +169,18 @@ def load_bars(source: str | Path, *, adjust: bool = True, min_rows: int = 0) -> 
                     fingerprint=_fingerprint(frame), adjusted=bool(adjusted))
 
 
-def _resolve(source: str | Path) -> tuple[Path, str, str]:
+def _resolve(source: str | Path) -> tuple[Path, str, str, str | None]:
+    """(path, label, instrument, market where known: a sample's)."""
     if isinstance(source, str) and source in {s.name for s in samples.list_samples()}:
         sample = samples.get_sample(source)
-        return sample.path, f"sample:{source}", sample.instrument
+        return sample.path, f"sample:{source}", sample.instrument, sample.market
     path = Path(source)
     if not path.exists():
         raise DataImportError(path, None, None, "no such file (and not a bundled sample name: "
                               + ", ".join(s.name for s in samples.list_samples()) + ")")
     if not path.is_file():
         raise DataImportError(path, None, None, "not a file")
-    return path, str(path), path.stem
+    return path, str(path), path.stem, None
 
 
 # ---------------------------------------------------------------- reading the grid
@@ -279,14 +311,37 @@ def _data_rows(rows: list[list[str]], first_line: int, width: int, label: str
 # ---------------------------------------------------------------- values
 
 
-def _fail(raw: _Raw, lines: np.ndarray, mask: np.ndarray, key: str | None, reason) -> None:
-    """Raise for the first row where mask is True; reason is text or a function of that row."""
-    i = int(np.flatnonzero(mask)[0])
-    text = reason(i) if callable(reason) else reason
-    raise DataImportError(raw.file, int(lines[i]), raw.name(key) if key else None, text)
+@dataclass
+class _Problems:
+    """Bad rows found so far: the first MAX_REPORTED of each check, and how many there were."""
+
+    raw: _Raw
+    found: list[ImportIssue] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, dates: pd.DatetimeIndex, lines: np.ndarray, mask: np.ndarray, key: str | None, reason,
+            columns: np.ndarray | None = None) -> None:
+        """The rows where mask is True; reason is text or a function of the row; `columns` (per row)
+        name each row's column by position in `key`-less checks over several columns."""
+        rows = np.flatnonzero(mask)
+        self.total += len(rows)
+        for i in rows[:MAX_REPORTED]:
+            column = self.raw.header[columns[i]] if columns is not None else self.raw.name(key) if key else None
+            day = dates[i]
+            self.found.append(ImportIssue(int(lines[i]), column, reason(i) if callable(reason) else reason,
+                                          None if pd.isna(day) else _iso(day)))
+
+    def raise_any(self) -> None:
+        """One DataImportError for everything found, headed by the first bad line."""
+        if not self.found:
+            return
+        found = sorted(self.found, key=lambda p: p.row)[:MAX_REPORTED]
+        first = found[0]
+        raise DataImportError(self.raw.file, first.row, first.column, first.message, found,
+                              self.total - len(found))
 
 
-def _numbers(raw: _Raw, key: str) -> np.ndarray:
+def _numbers(raw: _Raw, key: str, dates: pd.DatetimeIndex, problems: _Problems) -> np.ndarray:
     """Numbers of one column: thousands separators, %, $ and 万/亿 understood; None/--/empty -> NaN."""
     text = raw.cells.iloc[:, raw.columns[key]].str.strip()
     number = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan, copy=True)
@@ -295,9 +350,8 @@ def _numbers(raw: _Raw, key: str) -> np.ndarray:
         number[odd] = _messy_numbers(text.iloc[odd])
     absent = np.zeros(len(text), dtype=bool)
     absent[odd] = text.iloc[odd].str.lower().isin(_MISSING).to_numpy()
-    bad = ~absent & ~np.isfinite(number)
-    if bad.any():
-        _fail(raw, raw.lines, bad, key, lambda i: f"cannot read {text.iloc[i]!r} as a number")
+    problems.add(dates, raw.lines, ~absent & ~np.isfinite(number), key,
+                 lambda i: f"cannot read {text.iloc[i]!r} as a number")
     return number
 
 
@@ -308,24 +362,27 @@ def _messy_numbers(text: pd.Series) -> np.ndarray:
     return number.to_numpy(dtype=float, na_value=np.nan) * scale
 
 
-def _dates(raw: _Raw) -> pd.DatetimeIndex:
-    """Dates like 2009-10-15, "2009-10-15,四", 2009/10/15, 20091015, 10/15/2009, with any time after."""
+def _dates(raw: _Raw, problems: _Problems) -> pd.DatetimeIndex:
+    """Dates like 2009-10-15, "2009-10-15,四", 2009/10/15, 20091015, 10/15/2009, with any time after
+    (NaT where unreadable, each one a problem)."""
     text = raw.cells.iloc[:, raw.columns["date"]].str.strip()
     p = text.str.extract(_DATE)
     ymd = pd.DataFrame({
         "year": p.y1.fillna(p.y2).fillna(p.y3), "month": p.m1.fillna(p.m2).fillna(p.m3),
         "day": p.d1.fillna(p.d2).fillna(p.d3)}).astype(float)
     dates = pd.DatetimeIndex(pd.to_datetime(ymd, errors="coerce"), name="date")
-    if dates.isna().any():
-        _fail(raw, raw.lines, dates.isna(), "date",
-              lambda i: f"cannot read {text.iloc[i]!r} as a date (expected e.g. 2009-10-15)")
+    problems.add(dates, raw.lines, dates.isna(), "date",
+                 lambda i: f"cannot read {text.iloc[i]!r} as a date (expected e.g. 2009-10-15)")
     return dates
 
 
 def _parse(raw: _Raw) -> tuple[pd.DataFrame, np.ndarray, list[ImportIssue]]:
     """Typed, validated, ascending bars; the file line of each bar; notes on rows dropped."""
     keys = [k for k in (*COLUMNS, "adjclose") if k in raw.columns]
-    frame = pd.DataFrame({k: _numbers(raw, k) for k in keys}, index=_dates(raw))
+    problems = _Problems(raw)
+    dates = _dates(raw, problems)
+    frame = pd.DataFrame({k: _numbers(raw, k, dates, problems) for k in keys}, index=dates)
+    problems.raise_any()
     frame = frame.reindex(columns=list(COLUMNS) + (["adjclose"] if "adjclose" in keys else []))
     frame["turnover"] /= 100.0  # every export we know gives turnover in percent
     lines, issues = raw.lines, []
@@ -352,38 +409,40 @@ def _parse(raw: _Raw) -> tuple[pd.DataFrame, np.ndarray, list[ImportIssue]]:
 
 
 def _validate(raw: _Raw, frame: pd.DataFrame, lines: np.ndarray) -> None:
+    problems = _Problems(raw)
     prices = [k for k in raw.columns if k in (*PRICES, "adjclose")]  # file order: first cell first
-    _first_cell(raw, frame, lines, prices, np.isnan, "missing value (a bar needs all four prices)")
-    _first_cell(raw, frame, lines, prices, lambda v: v <= 0, "non-positive price {:g}")
+    _bad_cells(problems, frame, lines, prices, np.isnan, "missing value (a bar needs all four prices)")
+    _bad_cells(problems, frame, lines, prices, lambda v: v <= 0, "non-positive price {:g}")
     amounts = [k for k in raw.columns if k in COLUMNS and k not in PRICES]
-    _first_cell(raw, frame, lines, amounts, lambda v: v < 0, "negative value {:g}")
+    _bad_cells(problems, frame, lines, amounts, lambda v: v < 0, "negative value {:g}")
+    problems.raise_any()
     high, low = frame["high"].to_numpy(), frame["low"].to_numpy()
     if (high < low).sum() > HIGH_BELOW_LOW_TOLERATED * len(high):
-        _fail(raw, lines, high < low, "high", lambda i: f"high {high[i]:g} is below low {low[i]:g} "
-              f"({raw.name('low')}) on {(high < low).sum()} of {len(high)} bars")
+        problems.add(frame.index, lines, high < low, "high", lambda i: f"high {high[i]:g} is below low "
+                     f"{low[i]:g} ({raw.name('low')}) on {(high < low).sum()} of {len(high)} bars")
     dup = frame.index.duplicated(keep="first")
-    if dup.any():
-        day = frame.index[dup][0]
-        other = int(lines[np.flatnonzero(frame.index == day)[0]])
-        _fail(raw, lines, dup, "date", f"duplicate date {_iso(day)} (also on line {other})")
+    first_line = pd.Series(lines, index=frame.index).groupby(level=0).first()
+    problems.add(frame.index, lines, dup, "date",
+                 lambda i: f"duplicate date {_iso(frame.index[i])} (also on line {first_line[frame.index[i]]})")
+    problems.raise_any()
 
 
-def _first_cell(raw: _Raw, frame: pd.DataFrame, lines: np.ndarray, keys: list[str], test,
-                reason: str) -> None:
-    """Raise for the first cell (row, then column in file order) where test(values) holds."""
+def _bad_cells(problems: _Problems, frame: pd.DataFrame, lines: np.ndarray, keys: list[str], test,
+               reason: str) -> None:
+    """Every row where test(values) holds, named by its first such cell in file order."""
     if not keys:
         return
     values = frame[keys].to_numpy()
     bad = test(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
-        col = int(np.flatnonzero(bad[row])[0])
-        raise DataImportError(raw.file, int(lines[row]), raw.name(keys[col]), reason.format(values[row, col]))
+    first = np.argmax(bad, axis=1)
+    positions = np.array([problems.raw.columns[k] for k in keys])[first]
+    problems.add(frame.index, lines, bad.any(axis=1), None,
+                 lambda i: reason.format(values[i, first[i]]), columns=positions)
 
 
 def _volume_in_lots(raw: _Raw, frame: pd.DataFrame) -> list[ImportIssue]:
     """成交量 without a unit: akshare gives lots, NetEase shares; amount / close tells which."""
-    if not {"volume", "amount"} <= raw.columns.keys() or _market(raw) != "cn" or _in_lots(raw):
+    if not {"volume", "amount"} <= raw.columns.keys() or not _CJK.search(raw.name("volume")) or _in_lots(raw):
         return []
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (frame["amount"] / (frame["close"] * frame["volume"])).to_numpy()
@@ -411,8 +470,11 @@ def _adjust(frame: pd.DataFrame) -> bool:
     return True
 
 
-def _market(raw: _Raw) -> str:
-    if any(re.search(r"[\u4e00-\u9fff]", raw.name(k)) for k in raw.columns):
+def _market(raw: _Raw, path: Path) -> str:
+    """cn where an A-share code names the instrument (file name or code column), us where Yahoo's
+    Adj Close says so, otherwise unknown (no daily limit assumed)."""
+    codes = raw.cells.iloc[:20, raw.columns["code"]].tolist() if "code" in raw.columns else []
+    if any(_CN_CODE.search(text) for text in [path.name, *codes]):
         return "cn"
     return "us" if "adjclose" in raw.columns else "unknown"
 

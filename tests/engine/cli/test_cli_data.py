@@ -111,3 +111,22 @@ def test_progress_bar_draws_only_on_a_terminal():
     with cli.ProgressBar(10, "train", stream=tty, width=10) as bar:
         bar.update(10, "loss 0.1")
     assert "train [##########] 10/10 loss 0.1" in tty.getvalue() and tty.getvalue().endswith("\n")
+
+
+def test_inspect_market_option_sets_the_daily_limit_checked(capsys):
+    code, out, _ = run(capsys, "inspect", "spdb", "--market", "us", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["market"] == "us"
+    assert not [w for w in data["warnings"] if "daily limit" in w["message"]]
+    assert run(capsys, "inspect", "spdb", "--market", "mars")[0] == 2
+
+
+def test_inspect_lists_every_bad_row_with_its_date(capsys, tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text("Date,Open,High,Low,Close\n" + "".join(
+        f"2024-01-{d:02d},1,2,0.5{'' if d % 2 else ',1'}\n" for d in range(2, 12)))
+    code, out, err = run(capsys, "inspect", str(path))
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and lines[0].startswith(f"error: {path}, line 3")
+    assert [line.split(":")[0].strip() for line in lines[1:]] == [
+        f"line {d} (2024-01-{d:02d}) Close" for d in range(3, 12, 2)]

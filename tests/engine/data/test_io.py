@@ -289,3 +289,94 @@ def test_missing_file_and_folder_are_import_errors(tmp_path):
         load_bars(tmp_path / "nope.csv")
     with pytest.raises(DataImportError, match="not a file"):
         load_bars(tmp_path)
+
+
+# --- the market comes from what identifies it, never from the header language --------------------
+
+def _netease_export(path: Path, code: str, name: str) -> Path:
+    """A NetEase-style export (Chinese headers, newest first, GBK) of a stock with US-like moves: no
+    daily limit, so 2000-04-24 -15.6 % and 2008-10-13 +18.6 % are real days, not ex-rights."""
+    dates = pd.bdate_range("2000-01-03", "2009-12-31")
+    move = np.random.default_rng(1).normal(0, 0.012, len(dates))
+    move[[dates.get_loc(pd.Timestamp("2000-04-24")), dates.get_loc(pd.Timestamp("2008-10-13"))]] = -0.156, 0.186
+    close = 50 * np.cumprod(1 + move)
+    rows = [f"{d:%Y-%m-%d},{code},{name},{c:.2f},{c * 1.01:.2f},{c * 0.99:.2f},{c * (1 - m / 2):.2f},"
+            f"{c / (1 + m):.2f},{30_000_000 + i},{(30_000_000 + i) * c:.0f}"
+            for i, (d, c, m) in enumerate(zip(dates, close, move))]
+    text = "日期,股票代码,名称,收盘价,最高价,最低价,开盘价,前收盘,成交量,成交金额\n" + "\n".join(rows[::-1]) + "\n"
+    path.write_bytes(text.encode("gbk"))
+    return path
+
+
+def test_chinese_headers_alone_do_not_make_a_us_stock_an_a_share(tmp_path):
+    table = load_bars(_netease_export(tmp_path / "微软.csv", "MSFT", "微软"))
+    assert table.market != "cn"
+    assert not [w for w in table.warnings if "daily limit" in w.message]
+    assert table.frame["volume"].iloc[0] == 30_000_000  # shares stay shares (amount says so)
+
+
+def test_the_users_market_choice_overrides_the_inference(tmp_path):
+    path = _netease_export(tmp_path / "microsoft.csv", "MSFT", "微软")
+    limits = [w.date for w in load_bars(path, market="cn").warnings if "daily limit" in w.message]
+    assert {"2000-04-24", "2008-10-13"} <= set(limits)
+    assert load_bars("spdb", market="us").market == "us"
+    with pytest.raises(ValueError, match="market"):
+        load_bars(path, market="mars")
+
+
+@pytest.mark.parametrize("name,code,market", [
+    ("SZ000001.csv", "MSFT", "cn"), ("sh600000_daily.csv", "x", "cn"), ("600000.SH.csv", "x", "cn"),
+    ("export.csv", "'600000", "cn"), ("export.csv", "sz000001", "cn"), ("export.csv", "000001.SZ", "cn"),
+    ("MSFT.csv", "MSFT", "unknown"), ("prices_202401.csv", "AAPL", "unknown")])
+def test_market_is_inferred_from_the_exchange_code_or_file_name(tmp_path, name, code, market):
+    assert load_bars(_netease_export(tmp_path / name, code, "名称")).market == market
+
+
+def test_bundled_samples_keep_their_market():
+    assert {s.name: load_bars(s.name).market for s in list_samples()} == {s.name: s.market for s in list_samples()}
+
+
+# --- every bad row is reported, with its date -----------------------------------------------------
+
+def _short_rows(path: Path, bad: int) -> Path:
+    """A terminal export with `bad` rows cut short before the close (every other row)."""
+    lines = ["日期\t开盘\t最高\t最低\t收盘\t成交量"]
+    for i, d in enumerate(pd.bdate_range("2024-01-02", periods=2 * bad + 10)):
+        short = i % 2 == 1 and i < 2 * bad
+        lines.append(f"{d:%Y-%m-%d}\t7\t7.2\t6.9" + ("" if short else "\t7.1\t100"))
+    path.write_bytes(("\n".join(lines) + "\n").encode("gbk"))
+    return path
+
+
+def test_every_bad_row_is_reported_with_its_date(tmp_path):
+    path = _short_rows(tmp_path / "600000.txt", 24)
+    with pytest.raises(DataImportError) as caught:
+        load_bars(path)
+    err = caught.value
+    days = pd.bdate_range("2024-01-02", periods=58)
+    assert [(p.row, p.date, p.column) for p in err.problems] == [
+        (i + 2, f"{days[i]:%Y-%m-%d}", "收盘") for i in range(1, 48, 2)]
+    assert err.unreported == 0
+    assert (err.row, err.column, err.reason) == (3, "收盘", err.problems[0].message)
+    first, *rest = str(err).splitlines()
+    assert first == (f"{path}, line 3 (1-based, header included), column '收盘': "
+                     "missing value (a bar needs all four prices)")
+    assert len(rest) == 24 and f"line 49 ({days[47]:%Y-%m-%d})" in rest[-1]
+
+
+def test_a_file_full_of_bad_rows_reports_the_first_50_and_counts_the_rest(tmp_path):
+    with pytest.raises(DataImportError) as caught:
+        load_bars(_short_rows(tmp_path / "600000.txt", 120))
+    err = caught.value
+    assert len(err.problems) == 50 and err.unreported == 70
+    assert "and 70 more" in str(err) and len(str(err).splitlines()) == 52
+
+
+def test_bad_numbers_in_several_columns_are_all_reported(tmp_path):
+    path = tmp_path / "typos.csv"
+    path.write_text("Date,Open,High,Low,Close\n2024-01-02,1,2,0.5,1x\n2024-01-03,1,2y,0.5,1\n"
+                    "2024-01-04,1,2,0.5,1\n")
+    with pytest.raises(DataImportError) as caught:
+        load_bars(path)
+    assert [(p.row, p.column, p.date) for p in caught.value.problems] == [
+        (2, "Close", "2024-01-02"), (3, "High", "2024-01-03")]
