@@ -22,10 +22,20 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask: Linux shows it in /proc; elsewhere reading it means setting it back."""
+    with contextlib.suppress(OSError, StopIteration, ValueError), open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator[IO]:
     """Yield a handle on a temporary file beside `path`; on success fsync and rename it over
-    `path`, on any exception remove it and leave `path` untouched."""
+    `path`, on any exception remove it and leave `path` untouched. The file gets the mode a plain
+    open() would give (0666 less the umask), not mkstemp's private 0600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -34,6 +44,7 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs) -> Iterator[
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

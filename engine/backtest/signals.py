@@ -1,4 +1,4 @@
-"""Signals CSV: one row per date with the position, regime and forecast, safe for spreadsheets.
+"""Signals CSV: one row per date with the close, position, regime and forecast, safe for spreadsheets.
 
 Written atomically (a temporary file in the target's folder, then os.replace), so an
 interrupted export never leaves a half-written file. UTF-8 with a BOM so spreadsheet programs
@@ -16,7 +16,7 @@ from engine.atomic import atomic_write
 
 HORIZON = 7
 COLUMNS = (
-    ["date", "instrument", "position", "exposure", "regime"]
+    ["date", "close", "instrument", "position", "exposure", "regime"]
     + [f"pred_t{h}" for h in range(1, HORIZON + 1)]
     + ["run_id", "checkpoint_sha256"]
 )
@@ -33,6 +33,7 @@ def signals_table(frame: pd.DataFrame, instrument: str, run_id: str, checkpoint_
     """The CSV's columns from a run_backtest frame; missing forecasts are empty cells."""
     table = pd.DataFrame({
         "date": frame.index.strftime("%Y-%m-%d"),
+        "close": frame["close"].to_numpy(dtype=float),
         "instrument": instrument,
         "position": frame["position"].astype(int).to_numpy(),
         "exposure": frame["exposure"].astype(float).to_numpy(),

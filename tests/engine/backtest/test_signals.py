@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,6 +45,24 @@ def test_one_row_per_date_with_the_documented_columns(frame, folder):
     assert table["instrument"].iloc[0] == "上证指数" and table["checkpoint_sha256"].iloc[0] == "ab" * 32
     assert table["pred_t2"].iloc[0] == -1.5
     np.testing.assert_allclose(table["pred_t7"], frame["pred_7"], rtol=1e-15)
+
+
+def test_the_close_follows_the_date_so_forecasts_can_be_checked(frame, folder):
+    path = folder / "signals.csv"
+    export_signals(frame, path, instrument="SSE", run_id="r", checkpoint_sha="s")
+    table = read(path)
+    assert list(table.columns[:3]) == ["date", "close", "instrument"]
+    np.testing.assert_allclose(table["close"], frame["close"], rtol=1e-15)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_an_export_gets_the_users_normal_file_mode(frame, folder, umask):
+    previous = os.umask(umask)
+    try:
+        export_signals(frame, folder / "signals.csv", instrument="SSE", run_id="r", checkpoint_sha="s")
+    finally:
+        os.umask(previous)
+    assert (folder / "signals.csv").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_formula_like_text_is_neutralised_but_numbers_are_not(frame, folder):
