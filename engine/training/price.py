@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, to_dict
-from engine.data import PooledWindows, Split, build_windows, load_bars
+from engine.data import BarTable, PooledWindows, Split, build_windows, load_bars
 from engine.device import select_device
 from engine.events import CancelToken, Event
 from engine.losses import price_loss
@@ -44,14 +44,20 @@ class PriceData:
     fingerprints: list[str]
 
 
+def price_split(tables: list[BarTable], cfg: DataConfig) -> tuple[PooledWindows, Split]:
+    """The tables cut to cfg's period, windowed and split (each on its own, embargo = horizon):
+    the split a price run trains on, and the one the train wizard previews."""
+    tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
+    pooled = PooledWindows([build_windows(t, cfg.window, cfg.horizon) for t in tables])
+    return pooled, pooled.split(cfg.val_fraction, cfg.test_fraction, embargo=cfg.horizon)
+
+
 def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
     """Load, window and split each source (embargo = horizon); DataImportError on bad input."""
     if not data:
         raise ValueError("no data: give at least one sample name or file")
     tables = [load_bars(src, adjust=cfg.adjust) for src in data]
-    tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
-    pooled = PooledWindows([build_windows(t, cfg.window, cfg.horizon) for t in tables])
-    split = pooled.split(cfg.val_fraction, cfg.test_fraction, embargo=cfg.horizon)
+    pooled, split = price_split(tables, cfg)
     if not len(split.val):
         raise ValueError(f"val_fraction={cfg.val_fraction} leaves no validation windows")
     scale = np.nanstd(pooled.targets(split.train), axis=0)
@@ -182,6 +188,7 @@ __all__ = [
     "PriceData",
     "PriceStage",
     "prepare_price_data",
+    "price_split",
     "price_metrics",
     "train_price",
     "window_closes",

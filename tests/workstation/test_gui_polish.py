@@ -4,7 +4,6 @@ and multi-process training launched with torchrun and followed through the run h
 
 from __future__ import annotations
 
-import ast
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +12,16 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QMessageBox,
+    QRadioButton,
+    QSpinBox,
+    QWidget,
+)
 
 from engine.backtest.run import run_backtest
 from engine.cli.core import build_parser
@@ -28,8 +36,8 @@ from workstation.jobs import HISTORY_ADVICE
 from workstation.panels.backtest_panels import BacktestView, PositionsPanel
 from workstation.panels.training_panel import MAX_POINTS, DecimatedSeries
 from workstation.wizards.backtest_wizard import BacktestWizard
+from workstation.wizards.train_wizard import TrainWizard
 
-ROOT = Path(__file__).resolve().parents[2]
 JOB_TIMEOUT_MS = 120_000
 
 
@@ -175,24 +183,39 @@ def test_candles_are_recorded_the_first_time_their_chunk_is_painted(window):
 
 # --- 4. shared wizard fields -----------------------------------------------------------------------
 
-def test_wizards_share_public_field_helpers_and_no_private_imports():
-    for name in ("train_wizard.py", "backtest_wizard.py"):
-        tree = ast.parse((ROOT / "workstation" / "wizards" / name).read_text(encoding="utf-8"))
-        imports = [(node.module, alias.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                   for alias in node.names]
-        assert not [i for i in imports if i[1].startswith("_")], f"{name} imports a private name"
-        assert any(module == "workstation.wizards.fields" for module, _ in imports), name
-        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        assert not defined & {"_spin", "_dspin", "_combo", "_error_label", "_value", "_set_value"}, name
+def _change_every_field(fields: dict[str, QWidget]) -> dict[str, object]:
+    """Move every remembered input off its current value; returns what each then shows."""
+    radios = [w for w in fields.values() if isinstance(w, QRadioButton)]
+    if radios:
+        next(r for r in reversed(radios) if not r.isChecked()).setChecked(True)
+    for widget in fields.values():  # in order: a preset combo first, the fields it fills after it
+        if isinstance(widget, QComboBox):
+            widget.setCurrentIndex((widget.currentIndex() + 1) % widget.count())
+        elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+            at_min = widget.value() == widget.minimum()
+            widget.setValue(widget.maximum() if at_min else widget.minimum())
+        elif isinstance(widget, QCheckBox):
+            widget.setChecked(not widget.isChecked())
+    return {key: _shown(w) for key, w in fields.items()}
 
 
-def test_backtest_wizard_remembers_its_costs_through_the_shared_fields(window):
-    first = BacktestWizard(window.store, window.data_panel.sources(), window.data_panel.bars)
-    first.costs_page.cost_bps.setValue(23.5)
+def _shown(widget: QWidget) -> object:
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    return widget.isChecked() if isinstance(widget, (QCheckBox, QRadioButton)) else widget.value()
+
+
+@pytest.mark.parametrize("open_wizard", [
+    lambda win: TrainWizard(win.data_panel.sources(), win.data_panel.bars, win.store, win.palette_),
+    lambda win: BacktestWizard(win.store, win.data_panel.sources(), win.data_panel.bars),
+], ids=["train", "backtest"])
+def test_every_remembered_wizard_choice_comes_back_in_the_next_wizard(window, open_wizard):
+    first = open_wizard(window)
+    chosen = _change_every_field(first._fields())
     first._remember()
     first.reject()
-    again = BacktestWizard(window.store, window.data_panel.sources(), window.data_panel.bars)
-    assert again.costs_page.cost_bps.value() == 23.5
+    again = open_wizard(window)
+    assert {key: _shown(w) for key, w in again._fields().items()} == chosen
     again.reject()
 
 

@@ -11,7 +11,8 @@ from PySide6.QtCore import QElapsedTimer, QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
-from tests.workstation.helpers import fill_train_wizard, start_training, start_wizard
+from engine.training.price import price_split
+from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET, fill_train_wizard, start_training, start_wizard
 from workstation.panels.data_panel import IMPORTED_KEY
 
 pytestmark = pytest.mark.slow
@@ -136,6 +137,22 @@ def test_wizard_pages_refuse_invalid_values_where_they_are_entered(window, qtbot
     compute.device.setCurrentText("cpu")
     wizard.next()
     assert wizard.currentPage() is compute and "fp16" in compute.error.text()
+    wizard.reject()
+
+
+def test_split_preview_shows_the_windows_training_will_validate_and_test_on(window):
+    wizard = window.open_train_wizard()
+    data = wizard.data_page
+    data.set_checked([SMALL_DATASET])
+    data.start.setDate(data.start.date().fromString(SHORT_PERIOD[0], "yyyy-MM-dd"))
+    data.end.setDate(data.end.date().fromString(SHORT_PERIOD[1], "yyyy-MM-dd"))
+    data.val_fraction.setValue(0.2)
+    data.test_fraction.setValue(0.1)
+    _, split = price_split([window.data_panel.bars(SMALL_DATASET)], wizard.request().data)
+    for region, ends in ((data.val_region, split.val), (data.test_region, split.test)):
+        assert region.isVisible() and region.getRegion() == (ends[0, 1], ends[-1, 1])
+    data.end.setDate(data.start.date().addDays(60))  # too short to split: nothing to show
+    assert not data.val_region.isVisible() and not data.test_region.isVisible()
     wizard.reject()
 
 

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import (
+    PRECISIONS,
     PRESETS,
     DataConfig,
     PriceModelConfig,
@@ -42,8 +43,11 @@ from engine.config import (
     override,
 )
 from engine.data.io import BarTable, DataImportError
+from engine.device import device_choices
 from engine.events import CancelToken, Event, Finished
+from engine.models import meta_price_model
 from engine.store import RunStore
+from engine.training.price import price_split
 from workstation.charts import date_plot, fast_curve
 from workstation.theme import Palette
 from workstation.torchrun import torchrun_command, torchrun_job
@@ -166,7 +170,7 @@ class DataPage(QWizardPage):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(QLabel("Preview of the first dataset: validation (amber) and test (shaded) "
-                                "parts, approximately"))
+                                "windows, split as training will split them"))
         layout.addWidget(self.preview, 1)
         layout.addWidget(self.error)
 
@@ -205,20 +209,31 @@ class DataPage(QWizardPage):
     def period(self) -> tuple[str, str]:
         return self.start.date().toString("yyyy-MM-dd"), self.end.date().toString("yyyy-MM-dd")
 
+    def data_config(self) -> DataConfig:
+        start, end = self.period()
+        return DataConfig(val_fraction=self.val_fraction.value(), test_fraction=self.test_fraction.value(),
+                          start=start, end=end)
+
     def _update_preview(self) -> None:
+        """The first dataset's closes, with the window ends the engine's own split puts in validation
+        and test (embargo gaps included); no regions where the period is too short to split."""
         sources = self.checked()
         if not sources:
             return
-        frame = self._bars(sources[0]).frame
-        start, end = self.period()
-        frame = frame.loc[start:end]
+        cfg = self.data_config()
+        bars = self._bars(sources[0])
+        frame = bars.frame.loc[cfg.start:cfg.end]
         self.preview.getPlotItem().getAxis("bottom").set_dates(frame.index)
         self.curve.setData(np.arange(len(frame), dtype=float), frame["close"].to_numpy(float))
-        n = len(frame)
-        test_at = n * (1 - self.test_fraction.value())
-        val_at = test_at - n * self.val_fraction.value()
-        self.val_region.setRegion((val_at, test_at))
-        self.test_region.setRegion((test_at, n))
+        try:
+            split = price_split([bars], cfg)[1]
+            parts = (split.val, split.test)
+        except ValueError:
+            parts = (np.empty((0, 2)), np.empty((0, 2)))
+        for region, ends in zip((self.val_region, self.test_region), parts):  # ends: (set, day) pairs
+            region.setVisible(len(ends) > 0)
+            if len(ends):
+                region.setRegion((float(ends[0, 1]), float(ends[-1, 1])))
         self.preview.getPlotItem().enableAutoRange()
 
     def validatePage(self) -> bool:
@@ -358,38 +373,12 @@ class ModelPage(QWizardPage):
 
     def validatePage(self) -> bool:
         try:
-            parameter_count(self.price_config())
+            meta_price_model(self.price_config())
         except Exception as error:  # the model's own message says which value is wrong
             self.error.setText(f"This model cannot be built: {error}")
             return False
         self.error.setText("")
         return True
-
-
-def parameter_count(cfg: PriceModelConfig) -> int:
-    """Build the model on the meta device: exact count, no memory, no time."""
-    from engine.models.price import build_price_model
-    with torch.device("meta"):
-        return build_price_model(cfg).num_parameters()
-
-
-def estimated_memory_gb(params: int, cfg: PriceModelConfig, batch: int, precision: str) -> float:
-    """Rough training footprint: fp32 weights, grads and AdamW moments, plus per-layer activations."""
-    act_bytes = 2 if precision in ("bf16", "fp16") else 4
-    states = params * 16
-    tokens = batch * cfg.window
-    activations = tokens * cfg.d_model * cfg.n_layers * act_bytes * 16
-    attention = batch * cfg.n_heads * cfg.window ** 2 * cfg.n_layers * act_bytes * 2
-    return (states + activations + attention) / 2**30
-
-
-def device_choices() -> list[str]:
-    choices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        choices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
-        choices.append("mps")
-    return choices
 
 
 class ComputePage(QWizardPage):
@@ -401,7 +390,7 @@ class ComputePage(QWizardPage):
         self.setSubTitle("Training stops at the first of: epochs done, max steps, or early stopping.")
         defaults = TrainConfig()
         self.device = combo(device_choices(), "auto: the first CUDA GPU if there is one, else the CPU")
-        self.precision = combo(["auto", "fp32", "bf16", "fp16"], "auto: bf16 where the device supports it; "
+        self.precision = combo(list(PRECISIONS), "auto: bf16 where the device supports it; "
                                 "fp16 needs CUDA (with loss scaling)")
         self.batch_size = spin(1, 4096, defaults.batch_size, "Windows per optimiser step (before accumulation)")
         self.grad_accum = spin(1, 256, defaults.grad_accum, "Batches accumulated per optimiser step "
@@ -470,8 +459,9 @@ class ReviewPage(QWizardPage):
     def initializePage(self) -> None:
         request = self.wizard().request()
         cfg, train = request.price_model, request.train
-        params = parameter_count(cfg)
-        memory = estimated_memory_gb(params, cfg, train.batch_size, train.precision)
+        model = meta_price_model(cfg)
+        params = model.num_parameters()
+        memory = model.training_memory_gb(train.batch_size, train.precision)
         rows = [("Datasets", ", ".join(request.datasets)),
                 ("Period", f"{request.data.start} → {request.data.end}"),
                 ("Split", f"validation {request.data.val_fraction:.0%}, test {request.data.test_fraction:.0%}"),
@@ -513,13 +503,11 @@ class TrainWizard(QWizard):
 
     def request(self) -> TrainRequest:
         data, model, compute = self.data_page, self.model_page, self.compute_page
-        start, end = data.period()
         stage = self.stage_page.stage()
         return TrainRequest(
             datasets=data.checked(), stage=stage,
             price_run=self.stage_page.price_run.currentData() if stage == "strategy" else None,
-            data=DataConfig(val_fraction=data.val_fraction.value(), test_fraction=data.test_fraction.value(),
-                            start=start, end=end),
+            data=data.data_config(),
             price_model=model.price_config(), strategy_model=model.strategy_config(),
             strategy_loss=StrategyLossConfig(), train=compute.config(model.loss.currentText()),
             processes=compute.processes.value())
