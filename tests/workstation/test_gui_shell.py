@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import threading
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSettings, Qt
@@ -15,8 +13,6 @@ from engine.store import RunStore
 from workstation.app import ExceptionRouter, log_path
 from workstation.charts import CandleItem
 from workstation.main_window import MainWindow
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_main_window_lists_bundled_data_and_draws_the_chart(window):
@@ -115,14 +111,3 @@ def test_exceptions_from_any_thread_reach_the_dialog_signal_and_log(qtbot, monke
     assert "boom in a worker" in blocker.args[0]
     assert "Traceback" in blocker.args[1]
     assert log_path().parent.exists()
-
-
-def test_engine_never_imports_qt():
-    forbidden = ("PySide6", "PyQt5", "PyQt6", "pyqtgraph", "shiboken6", "workstation")
-    offenders = []
-    for path in (ROOT / "engine").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in forbidden]
-    assert not offenders, offenders
