@@ -17,7 +17,7 @@ from engine.checkpoint import (
     load_model_state,
 )
 from engine.config import DataConfig, PriceModelConfig, from_dict
-from engine.data import BarTable, WindowSet, build_windows, targets_to_prices
+from engine.data import BarTable, WindowSet, build_windows, load_bars, targets_to_prices
 from engine.models import PriceNetwork
 from engine.store import RunStore
 
@@ -43,9 +43,6 @@ class Forecast:
     asof: str  # YYYY-MM-DD: the last bar the forecast reads
     dates: list[str]  # the next 7 business days after asof
     prices: list[float]
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"date": pd.to_datetime(self.dates), "close": self.prices}).set_index("date")
 
 
 def is_run_id(source: str | Path) -> bool:
@@ -101,7 +98,13 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
                             fingerprints=list(ckpt["extra"].get("fingerprints", [])))
 
 
-def _windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> WindowSet:
+def load_bars_as_trained(loaded: LoadedPriceModel, source: str | Path) -> BarTable:
+    """The bars of `source` imported as the network's training data were (adjusted or not)."""
+    return load_bars(source, adjust=loaded.data_cfg.adjust)
+
+
+def model_windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> WindowSet:
+    """The bars cut into the windows and horizon the network reads (a WindowSet passes through)."""
     if isinstance(bars, WindowSet):
         return bars
     return build_windows(bars, loaded.model_cfg.window, loaded.model_cfg.horizon)
@@ -129,7 +132,7 @@ def encode_windows(loaded: LoadedPriceModel, ws: WindowSet,
 def forecast_many(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
                   ends: np.ndarray) -> np.ndarray:
     """[n, horizon] predicted closes for windows ending at day indices `ends`."""
-    ws = _windows(loaded, bars)
+    ws = model_windows(loaded, bars)
     ends = np.asarray(ends, dtype=np.int64)
     _, scaled = encode_windows(loaded, ws, ends)
     return targets_to_prices(scaled * loaded.target_scale, ws.close[ends])
@@ -141,8 +144,8 @@ def next_business_days(asof: pd.Timestamp, n: int) -> list[str]:
 
 def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) -> Forecast:
     """The next closes after `asof` (default: the latest bar); asof falls back to the last trading
-    day on or before it. The bars should be imported as in training (see loaded.data_cfg.adjust)."""
-    ws = _windows(loaded, bars)
+    day on or before it. The bars should be imported as in training (load_bars_as_trained)."""
+    ws = model_windows(loaded, bars)
     day = len(ws.dates) - 1
     if asof is not None:
         day = int(ws.dates.searchsorted(pd.Timestamp(asof), side="right")) - 1
@@ -163,7 +166,9 @@ __all__ = [
     "forecast",
     "forecast_many",
     "is_run_id",
+    "load_bars_as_trained",
     "load_price_model",
+    "model_windows",
     "next_business_days",
     "read_checkpoint",
     "resolve_checkpoint",

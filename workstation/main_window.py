@@ -53,8 +53,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self.setTabPosition(Qt.DockWidgetArea.AllDockWidgetAreas, QTabWidget.TabPosition.North)
-        self.store = store or RunStore()
-        self.store.mark_interrupted()  # runs whose process died since the last session
+        self.store = store or RunStore()  # opening it marks runs whose process died as interrupted
         settings = QSettings()
         self.theme_name = str(settings.value("view/theme", "dark"))
         self.up_down = str(settings.value("view/up_down", "red-up"))

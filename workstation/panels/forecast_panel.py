@@ -25,14 +25,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data import BarTable, WindowSet, build_windows, load_bars
-from engine.forecast import Forecast, LoadedPriceModel, forecast, load_price_model
+from engine.config import HORIZON
+from engine.data import BarTable, WindowSet
+from engine.forecast import (
+    Forecast,
+    LoadedPriceModel,
+    forecast,
+    load_bars_as_trained,
+    load_price_model,
+    model_windows,
+)
 from engine.store import RunStore
 from workstation.charts import PriceChart
 from workstation.panels.layout import column, panel_layout, split
 from workstation.theme import Palette
 
-FUTURE_BARS = 7  # the chart leaves room for the forecast after the last bar
+FUTURE_BARS = HORIZON  # the chart leaves room for the forecast after the last bar
 VISIBLE_BARS = 160
 COLUMNS = ["h", "Date", "Predicted", "Change", "Actual", "Error"]
 
@@ -62,7 +70,7 @@ class ForecastPanel(QWidget):
         self.status.setProperty("role", "muted")
         self.chart = PriceChart(palette)
         self._build_items()
-        self.table = QTableWidget(7, len(COLUMNS))
+        self.table = QTableWidget(HORIZON, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -139,9 +147,6 @@ class ForecastPanel(QWidget):
         self.model.setCurrentIndex(self.model.findData(run_id))
         self._show()
 
-    def set_dataset(self, source: str) -> None:
-        self.dataset.setCurrentIndex(self.dataset.findData(source))
-
     @Slot()
     def _on_model(self) -> None:
         self._show()
@@ -166,8 +171,7 @@ class ForecastPanel(QWidget):
         cfg = loaded.model_cfg
         key = (source, loaded.data_cfg.adjust, cfg.window, cfg.horizon)
         if key not in self._windows:
-            bars = self._bars(source) if loaded.data_cfg.adjust else load_bars(source, adjust=False)
-            self._windows[key] = build_windows(bars, cfg.window, cfg.horizon)
+            self._windows[key] = model_windows(loaded, load_bars_as_trained(loaded, source))
         return self._windows[key]
 
     # --- forecasting --------------------------------------------------------------------------
