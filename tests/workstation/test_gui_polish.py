@@ -153,17 +153,18 @@ def test_hovering_the_positions_plot_moves_the_crosshair_on_every_linked_plot(wi
     window.docks["positionsDock"].raise_()
     view = _view()
     panel.show_backtest(view)
-    qtbot.wait(300)  # the dock's layout settles before scene positions are read
     index = len(view.frame) // 3
-    plot = panel.position_plot
-    scene_pos = plot.vb.mapViewToScene(QPointF(index, 5))
-    viewport = panel.chart.viewport()
-    local = QPointF(panel.chart.mapFromScene(scene_pos))
-    QApplication.sendEvent(viewport, QMouseEvent(QEvent.Type.MouseMove, local, viewport.mapToGlobal(local),
-                                                 Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
-                                                 Qt.KeyboardModifier.NoModifier))  # offscreen: no real cursor
-    crosshair = panel.chart.crosshair
-    qtbot.waitUntil(lambda: all(abs(v.value() - index) <= 1 for v in crosshair._vlines), timeout=5000)
+    plot, viewport, crosshair = panel.position_plot, panel.chart.viewport(), panel.chart.crosshair
+
+    def hover_reaches_every_plot() -> bool:
+        """Hover over day `index` (offscreen: no real cursor); re-sent while the dock's layout settles."""
+        local = QPointF(panel.chart.mapFromScene(plot.vb.mapViewToScene(QPointF(index, 5))))
+        QApplication.sendEvent(viewport, QMouseEvent(QEvent.Type.MouseMove, local, viewport.mapToGlobal(local),
+                                                     Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                                                     Qt.KeyboardModifier.NoModifier))
+        return all(abs(v.value() - index) <= 1 for v in crosshair._vlines)
+
+    qtbot.waitUntil(hover_reaches_every_plot, timeout=5000)
     assert len(crosshair._vlines) == 3  # price, volume and positions
     assert [h.isVisible() for h in crosshair._hlines] == [False, False, True]
     shown = round(crosshair._vlines[0].value())
