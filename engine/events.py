@@ -24,10 +24,6 @@ class CancelToken:
         return self._event.is_set()
 
 
-class Cancelled(Exception):
-    """Raised inside a job when its CancelToken is set; the job records the run as cancelled."""
-
-
 @dataclass
 class RunStarted:
     run_id: str

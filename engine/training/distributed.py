@@ -96,11 +96,6 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if is_distributed():
-        dist.barrier()
-
-
 def all_reduce_mean(tensor: Tensor) -> Tensor:
     """Mean over ranks, in place (the one collective per logged step: values already on device)."""
     if is_distributed():
@@ -187,7 +182,6 @@ __all__ = [
     "MainRankStore",
     "World",
     "all_reduce_mean",
-    "barrier",
     "cleanup",
     "init_distributed",
     "is_distributed",
