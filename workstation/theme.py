@@ -79,6 +79,8 @@ QStatusBar QLabel {{ background: transparent; color: {p.muted}; padding: 0 6px; 
 QMenuBar {{ background: {p.alt_base}; }}
 QMenuBar::item:selected, QMenu::item:selected {{ background: {p.accent}; color: #ffffff; }}
 QMenu {{ background: {p.base}; border: 1px solid {p.border}; }}
+QMenu::item:disabled, QMenuBar::item:disabled {{ color: {p.muted}; }}
+QMenu::item:disabled:selected {{ background: {p.alt_base}; color: {p.muted}; }}
 QGroupBox {{ border: 1px solid {p.border}; border-radius: 4px; margin-top: 12px; padding-top: 6px; }}
 QGroupBox::title {{ subcontrol-origin: margin; left: 8px; color: {p.muted}; }}
 QLabel[role="banner-error"] {{ background: {p.error}; color: #ffffff; padding: 6px 10px; border-radius: 3px; }}

@@ -8,6 +8,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data.io import BarTable, DataImportError, load_bars
+from engine.data.io import MARKETS, BarTable, DataImportError, load_bars
 from engine.data.samples import list_samples
 from workstation.charts import PriceChart
 from workstation.panels.layout import PANEL_MARGIN, split, stack
@@ -26,6 +27,9 @@ from workstation.theme import Palette
 
 IMPORTED_KEY = "data/imported"
 FOLDER_KEY = "folders/import"
+MARKETS_KEY = "data/markets"  # {source: market} the user chose; absent: inferred on import
+MARKET_LABELS = {"cn": "cn: A-share, ±10 % daily limit", "us": "us: no daily limit",
+                 "unknown": "unknown: no daily limit"}
 FILE_FILTER = "Daily bars (*.csv *.txt *.xls *.xlsx *.tsv);;All files (*)"
 SOURCE_ROLE = Qt.ItemDataRole.UserRole
 
@@ -57,6 +61,11 @@ class DataPanel(QWidget):
                                       "you can also drop a file here")
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Forget the selected imported dataset (the file is not touched)")
+        self.market = QComboBox()
+        for market in MARKETS:
+            self.market.addItem(MARKET_LABELS[market], market)
+        self.market.setToolTip("Where the instrument trades: sets the daily limit the import checks and "
+                               "whether the backtest wizard proposes A-share rules (remembered per dataset)")
         self.details = QLabel()
         self.details.setWordWrap(True)
         self.details.setProperty("role", "muted")
@@ -72,6 +81,7 @@ class DataPanel(QWidget):
         self.tree.currentItemChanged.connect(self._on_current)
         self.import_button.clicked.connect(self.choose_file)
         self.remove_button.clicked.connect(self.remove_selected)
+        self.market.activated.connect(self._on_market)
         self._fill()
 
     def _layout(self) -> None:
@@ -79,6 +89,8 @@ class DataPanel(QWidget):
         buttons.addWidget(self.import_button)
         buttons.addWidget(self.remove_button)
         buttons.addStretch(1)
+        buttons.addWidget(QLabel("Market"))
+        buttons.addWidget(self.market)
         left = QWidget()
         stack(left, (self.tree, 3), buttons, self.details, self.issues_title, (self.issues, 2), margin=PANEL_MARGIN)
         self.splitter = split(left, self.chart, [400, 1000], grow=1)
@@ -122,8 +134,23 @@ class DataPanel(QWidget):
     def bars(self, source: str) -> BarTable:
         """The imported table for a source, read once per session (raises DataImportError)."""
         if source not in self._cache:
-            self._cache[source] = load_bars(source)
+            self._cache[source] = load_bars(source, market=self.chosen_markets().get(source))
         return self._cache[source]
+
+    @staticmethod
+    def chosen_markets() -> dict[str, str]:
+        """The markets the user set, by source (the rest are inferred)."""
+        value = QSettings().value(MARKETS_KEY, {})
+        return {k: v for k, v in dict(value or {}).items() if v in MARKETS}
+
+    def _on_market(self, _index: int) -> None:
+        """The user's word on the market: remembered, and the dataset re-read with it."""
+        source = self.current_source()
+        if not source:
+            return
+        QSettings().setValue(MARKETS_KEY, {**self.chosen_markets(), source: self.market.currentData()})
+        self._cache.pop(source, None)
+        self._on_current(self.tree.currentItem())
 
     def select(self, source: str) -> None:
         for group in (self.bundled_group, self.imported_group):
@@ -196,6 +223,7 @@ class DataPanel(QWidget):
         item.setText(1, f"{len(table.frame):,}")
         item.setText(2, f"{table.frame.index[0]:%Y}–{table.frame.index[-1]:%Y}")
         self.chart.set_bars(table.frame, table.instrument)
+        self.market.setCurrentIndex(self.market.findData(table.market))
         self._show_table(table)
         self.selection_changed.emit(source)
 
@@ -219,8 +247,13 @@ class DataPanel(QWidget):
     def _show_error(self, error: Exception) -> None:
         self.issues.clear()
         if isinstance(error, DataImportError):
-            self._issue_row("Error", error.row, None, error.column, error.reason)
-            self.issues_title.setText(f"Import failed: {Path(error.file).name} was not added")
+            for problem in error.problems:
+                self._issue_row("Error", problem.row, problem.date, problem.column, problem.message)
+            if error.unreported:
+                self._issue_row("Error", None, None, None, f"… and {error.unreported} more")
+            count = len(error.problems) + error.unreported
+            self.issues_title.setText(f"Import failed: {Path(error.file).name} was not added"
+                                      + (f" ({count} bad rows)" if count > 1 else ""))
         else:
             self._issue_row("Error", None, None, None, str(error))
             self.issues_title.setText("Import failed")

@@ -40,6 +40,7 @@ KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # ("run" | "backtest" | "export", id)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2  # numbers sort as numbers, not as text
 RESUMABLE = ("interrupted", "cancelled", "failed")
 LOSS_SERIES = ("val/loss", "train/loss")  # the first a run has is overlaid
+SYMBOL_POINTS = 50  # series this short get a dot per point: a one-epoch run's single value is no line
 
 
 def resume_job(store: RunStore, record: dict) -> Callable[[CancelToken], Iterator[Event]]:
@@ -325,7 +326,8 @@ class HistoryPanel(QWidget):
 
     def _curve(self, widget: pg.PlotWidget, x: np.ndarray, y: np.ndarray, name: str, i: int) -> None:
         colour = self.palette_.series[i % len(self.palette_.series)]
-        curve = widget.plot(x, y, pen=pg.mkPen(colour, width=2), name=name)
+        dots = dict(symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None) if len(x) <= SYMBOL_POINTS else {}
+        curve = widget.plot(x, y, pen=pg.mkPen(colour, width=2), name=name, **dots)
         self.compare_curves.append(curve)
 
     def _open_current(self) -> None:

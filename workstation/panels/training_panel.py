@@ -227,9 +227,9 @@ class TrainingPanel(QWidget):
         self.smooth_curve = self.loss_plot.plot(pen=pg.mkPen(p.accent, width=2), name="train (smoothed)")
         self.val_curve = self.loss_plot.plot(pen=pg.mkPen(p.series[1], width=2), symbol="o", symbolSize=6,
                                              symbolBrush=p.series[1], symbolPen=None, name="validation")
-        self.best_marker = pg.ScatterPlotItem(symbol="star", size=16, brush=p.up, pen=pg.mkPen(p.text),
-                                              name="best checkpoint")
-        self.loss_plot.addItem(self.best_marker)
+        # A data item, not a bare ScatterPlotItem: only data items follow the plot's log scale.
+        self.best_marker = self.loss_plot.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=p.up,
+                                               symbolPen=pg.mkPen(p.text), name="best checkpoint")
         self.grad_curves: dict[str, pg.PlotDataItem] = {TOTAL: self.grad_plot.plot(pen=pg.mkPen(p.accent))}
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen(p.series[2], width=2))
         self.stop_lines: list[pg.InfiniteLine] = []
@@ -255,6 +255,15 @@ class TrainingPanel(QWidget):
         item.setCheckState(Qt.CheckState.Checked if name == TOTAL else Qt.CheckState.Unchecked)
         self.modules.addItem(item)
 
+    def _forget_modules(self) -> None:
+        """Drop the previous run's module curves and list entries: another model has other modules,
+        and its norms would set the scale of the new run's plot."""
+        for name in [n for n in self.grad_curves if n != TOTAL]:
+            self.grad_plot.removeItem(self.grad_curves.pop(name))
+        for row in reversed(range(1, self.modules.count())):  # row 0 is the total
+            self.modules.takeItem(row)
+        self.grad_curves[TOTAL].setData([], [])
+
     def _grad_curve(self, name: str) -> pg.PlotDataItem:
         """The curve of one module, made the first time that module is seen (then reused)."""
         if name not in self.grad_curves:
@@ -269,6 +278,7 @@ class TrainingPanel(QWidget):
     def _on_started(self, e: RunStarted) -> None:
         self._training = True
         self.data = _Series()
+        self._forget_modules()
         self.run_id = e.run_id
         self.title.setText(f"{e.kind.capitalize()} run {e.run_id}")
         self.progress.setRange(0, max(1, e.total_steps))
