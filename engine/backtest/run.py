@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from engine.backtest.metrics import compute_metrics, drawdown
-from engine.config import BacktestConfig
+from engine.config import HORIZON, BacktestConfig
 from engine.regime import causal_labels, regime_names
 
 FORECAST_GAIN = 5.0  # follow_forecast: position 5 + gain * (predicted 1-day log return / daily vol)
@@ -181,7 +181,7 @@ def run_backtest(
     }, index=days)
     frame.index.name = "date"
     if predicted is not None:
-        pred = predicted.iloc[:, :7].reindex(days)
+        pred = predicted.iloc[:, :HORIZON].reindex(days)
         frame[[f"pred_{h}" for h in range(1, pred.shape[1] + 1)]] = pred.to_numpy()
     baselines = {}
     for name, path in _baseline_positions(close, days, cfg, predicted).items():

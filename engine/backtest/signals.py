@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from engine.atomic import atomic_write
+from engine.config import HORIZON
 
-HORIZON = 7
 COLUMNS = (
     ["date", "close", "instrument", "position", "exposure", "regime"]
     + [f"pred_t{h}" for h in range(1, HORIZON + 1)]

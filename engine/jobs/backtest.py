@@ -18,14 +18,14 @@ import pandas as pd
 from engine.backtest.run import BacktestResult, forecast_positions, run_backtest
 from engine.backtest.signals import export_signals
 from engine.checkpoint import file_sha256, load_checkpoint
-from engine.config import BacktestConfig, DataConfig, to_dict
+from engine.config import HORIZON, BacktestConfig, DataConfig, to_dict
 from engine.data import BarTable, WindowSet, build_windows, chronological_split, load_bars
 from engine.events import CancelToken, Event, Finished, Progress
 from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
 from engine.policy import LoadedStrategy, load_strategy_model, strategy_positions
 from engine.store import RunStore
 
-PRED_COLUMNS = [f"pred_{h}" for h in range(1, 8)]
+PRED_COLUMNS = [f"pred_{h}" for h in range(1, HORIZON + 1)]
 
 
 @dataclass
