@@ -36,13 +36,12 @@ def _configure_forecast(parser: argparse.ArgumentParser) -> None:
 
 @command("forecast", "the next 7 closes predicted by a price network", _configure_forecast)
 def run_forecast(args: argparse.Namespace) -> Output:
-    from engine.data import load_bars
-    from engine.forecast import forecast, load_price_model
+    from engine.forecast import forecast, load_bars_as_trained, load_price_model
 
     store = open_store(args)
     try:
         loaded = load_price_model(args.checkpoint or args.run, store)
-        bars = load_bars(one_dataset(args), adjust=loaded.data_cfg.adjust)
+        bars = load_bars_as_trained(loaded, one_dataset(args))
         result = forecast(loaded, bars, args.date)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
