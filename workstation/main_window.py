@@ -327,6 +327,7 @@ class MainWindow(QMainWindow):
         self.runner.progress_changed.connect(self.status.job_progress)
         self.runner.finished.connect(self._on_job_finished)
         self.history_panel.open_forecast.connect(self.show_forecast)
+        self.forecast_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         self.history_panel.open_backtest.connect(self.show_backtest)
         self.history_panel.backtest_requested.connect(self.open_backtest_wizard)
         self.history_panel.resume_requested.connect(self.resume_run)

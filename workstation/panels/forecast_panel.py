@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -48,12 +48,15 @@ COLUMNS = ["h", "Date", "Predicted", "Change", "Actual", "Error"]
 class ForecastPanel(QWidget):
     """Model and dataset selectors, the candle chart with forecast paths, the table of one forecast."""
 
+    message = Signal(str)  # why a run asked for cannot be shown as asked (for the status bar)
+
     def __init__(self, store: RunStore, sources: Callable[[], list[tuple[str, str]]],
                  bars: Callable[[str], BarTable], palette: Palette, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("forecastPanel")
         self.store, self._sources, self._bars, self.palette_ = store, sources, bars, palette
         self._models: dict[str, LoadedPriceModel] = {}
+        self._fallbacks: dict[str, tuple[str, str, str]] = {}  # unfinished run -> (label, path, note)
         self._windows: dict[tuple, WindowSet] = {}
         self.ws: WindowSet | None = None
         self.latest: Forecast | None = None
@@ -124,6 +127,8 @@ class ForecastPanel(QWidget):
             box.clear()
         for record in self.store.list_runs(kind="price", status="finished"):
             self.model.addItem(f"{record['run_id']} · {record['dataset']}", record["run_id"])
+        for run_id, (label, _path, _note) in self._fallbacks.items():
+            self.model.addItem(label, run_id)
         for label, value in self._sources():
             self.dataset.addItem(label, value)
         for box, value in ((self.model, run), (self.dataset, source)):
@@ -138,6 +143,8 @@ class ForecastPanel(QWidget):
         """Select a price run (opened from the history); its first training dataset comes with it."""
         if self.model.findData(run_id) < 0:
             self.refresh()
+        if self.model.findData(run_id) < 0 and not self._add_fallback(run_id):
+            return
         record = self.store.get_run(run_id)
         trained_on = (record or {}).get("config", {}).get("sources", [])
         if trained_on and self.dataset.findData(trained_on[0]) >= 0:
@@ -146,6 +153,30 @@ class ForecastPanel(QWidget):
             self.dataset.blockSignals(False)
         self.model.setCurrentIndex(self.model.findData(run_id))
         self._show()
+        if run_id in self._fallbacks:
+            self._say(self._fallbacks[run_id][2])
+
+    def _add_fallback(self, run_id: str) -> bool:
+        """List a run that did not finish by its last checkpoint, clearly labelled; False (and the
+        reason said) when it saved none."""
+        record = self.store.get_run(run_id) or {}
+        status = record.get("status", "not in the history")
+        last = self.store.checkpoint(run_id, best=True) or self.store.checkpoint(run_id, best=False)
+        if last is None:
+            self._say(f"Run {run_id} ({status}) saved no checkpoint before it stopped, so there is no "
+                      "network to forecast with. Resume it from the History or train a new run.")
+            return False
+        kind = f"{'best' if last['is_best'] else 'last'} checkpoint (step {last['step']})"
+        label = f"{run_id} · {record.get('dataset', '')} · {status} · {kind}"
+        note = f"Run {run_id} did not finish ({status}): showing its {kind}" + (
+            "." if last["is_best"] else "; it stopped before any best checkpoint, so this model is not validated.")
+        self._fallbacks[run_id] = (label, last["path"], note)
+        self.model.addItem(label, run_id)
+        return True
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.message.emit(text)
 
     @Slot()
     def _on_model(self) -> None:
@@ -161,7 +192,8 @@ class ForecastPanel(QWidget):
         if run_id and run_id not in self._models:
             QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
             try:
-                self._models[run_id] = load_price_model(run_id, self.store)
+                checkpoint = self._fallbacks[run_id][1] if run_id in self._fallbacks else run_id
+                self._models[run_id] = load_price_model(checkpoint, self.store)
             finally:
                 QGuiApplication.restoreOverrideCursor()
         return self._models.get(run_id)
