@@ -81,7 +81,7 @@ class DataPanel(QWidget):
         self.tree.currentItemChanged.connect(self._on_current)
         self.import_button.clicked.connect(self.choose_file)
         self.remove_button.clicked.connect(self.remove_selected)
-        self.market.activated.connect(self._on_market)
+        self.market.currentIndexChanged.connect(self._on_market)
         self._fill()
 
     def _layout(self) -> None:
@@ -223,7 +223,9 @@ class DataPanel(QWidget):
         item.setText(1, f"{len(table.frame):,}")
         item.setText(2, f"{table.frame.index[0]:%Y}–{table.frame.index[-1]:%Y}")
         self.chart.set_bars(table.frame, table.instrument)
+        self.market.blockSignals(True)  # showing the market is not choosing it
         self.market.setCurrentIndex(self.market.findData(table.market))
+        self.market.blockSignals(False)
         self._show_table(table)
         self.selection_changed.emit(source)
 
