@@ -6,8 +6,11 @@ No Qt here: the workstation wraps a generator of these in a QThread and re-emits
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 class CancelToken:
@@ -84,3 +87,18 @@ class Finished:
 
 
 Event = RunStarted | StepEvent | EvalEvent | CheckpointEvent | Progress | Finished
+
+
+def run_to_end(job: Generator[Any, Any, R], on_event: Callable[[Any], None] | None = None) -> R:
+    """Drive a job to its end and return what it returns (its result, as `yield from` would).
+
+    Scripts and the CLI call this; on_event sees every event on the way (a progress bar). A job
+    that ends cancelled or failed still returns its record: the caller decides what that means.
+    """
+    try:
+        while True:
+            event = next(job)
+            if on_event is not None:
+                on_event(event)
+    except StopIteration as end:
+        return end.value

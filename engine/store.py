@@ -6,7 +6,9 @@ process, e.g. a torchrun rank) writes; every write is one short transaction.
 
 from __future__ import annotations
 
+import copy
 import errno
+import functools
 import json
 import os
 import secrets
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -151,11 +153,23 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
+T = TypeVar("T")
+
+
+def _write(method: Callable[..., T]) -> Callable[..., T | None]:
+    """A method that writes the history: it does nothing on a muted store (see RunStore.muted_view)."""
+    @functools.wraps(method)
+    def write(self: RunStore, *args: Any, **kwargs: Any) -> T | None:
+        return None if self.muted else method(self, *args, **kwargs)
+    return write
+
+
 class RunStore:
     """Runs, their metric series, checkpoints, backtests and exported signals."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
+        self.muted = False
         self.runs_dir = self.path.parent / "runs"
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -167,6 +181,13 @@ class RunStore:
         except (OSError, sqlite3.Error) as exc:
             self.close()
             raise RunStoreError(self.explain(exc)) from exc
+
+    def muted_view(self) -> RunStore:
+        """The same history with its writes turned into no-ops, reads unchanged: what ranks other
+        than 0 use under torchrun, where rank 0 alone records the run."""
+        view = copy.copy(self)
+        view.muted = True
+        return view
 
     def explain(self, exc: BaseException) -> str:
         """A message a user can act on for an OS or SQLite failure of the history file."""
@@ -237,6 +258,7 @@ class RunStore:
         return int(self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
     # runs --------------------------------------------------------------------------------------
+    @_write
     def create_run(self, kind: str, *, dataset: str, fingerprint: str, config: dict, seed: int,
                    device: str, parent_run: str | None = None, status: str = "running") -> str:
         return self._insert_new("runs", "run_id", kind, {
@@ -266,6 +288,7 @@ class RunStore:
     def _writer() -> dict[str, Any]:
         return {"pid": os.getpid(), "host": _HOST, "heartbeat": time.time()}
 
+    @_write
     def claim_run(self, run_id: str, device: str | None = None) -> None:
         """Mark an existing run as running again in this process (resume)."""
         changes = {"status": "running", "ended": None, "error": None, **self._writer()}
@@ -273,6 +296,7 @@ class RunStore:
             changes["device"] = device
         self._update(run_id, changes)
 
+    @_write
     def heartbeat(self, run_id: str, step: int | None = None) -> None:
         """The writer is alive; a run wrongly marked interrupted (e.g. during a very long
         evaluation) becomes running again."""
@@ -282,6 +306,7 @@ class RunStore:
                 "status = 'running' WHERE run_id = ? AND status IN ('running', 'interrupted')",
                 [time.time(), step, run_id])
 
+    @_write
     def finish_run(self, run_id: str, status: str, metrics: dict | None = None,
                    error: str | None = None, step: int | None = None) -> None:
         if status not in STATUSES:
@@ -299,6 +324,7 @@ class RunStore:
                 raise KeyError(f"no run {run_id!r} in {self.path}")
             db["runs"].update(run_id, changes)
 
+    @_write
     def mark_interrupted(self) -> list[str]:
         """Runs left running by a process that died (or went silent) become interrupted."""
         stale = time.time() - STALE_HEARTBEAT_S
@@ -331,6 +357,7 @@ class RunStore:
         return (f"WHERE {clause}" if clause else ""), list(used.values())
 
     # metrics and checkpoints -------------------------------------------------------------------
+    @_write
     def log_metrics(self, run_id: str, rows: list[tuple[int, str, float]]) -> None:
         if not rows:
             return
@@ -339,6 +366,7 @@ class RunStore:
                 "INSERT INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)",
                 [(run_id, int(s), n, float(v)) for s, n, v in rows])
 
+    @_write
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         """Drop rows past a resume point, so a replayed stretch is not recorded twice."""
         with self._tx() as db:
@@ -353,6 +381,7 @@ class RunStore:
         return [r[0] for r in self.db.execute(
             "SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name", [run_id]).fetchall()]
 
+    @_write
     def add_checkpoint(self, run_id: str, path: str | Path, sha256: str, step: int,
                        is_best: bool) -> None:
         """Record (or refresh: best.pt and last.pt are rewritten in place) a checkpoint file."""
@@ -372,6 +401,7 @@ class RunStore:
         return rows[-1] if rows else None
 
     # backtests and exports ---------------------------------------------------------------------
+    @_write
     def add_backtest(self, run_id: str | None, *, dataset: str, config: dict, metrics: dict,
                      baselines: dict, frame_json: Any) -> str:
         return self._insert_new("backtests", "backtest_id", "backtest", {
@@ -391,6 +421,7 @@ class RunStore:
         return [_decode(r) for r in self.db.query(
             f"SELECT * FROM backtests {where} ORDER BY created DESC, backtest_id DESC", args)]
 
+    @_write
     def add_export(self, backtest_id: str, path: str | Path, rows: int, sha256: str) -> str:
         return self._insert_new("exports", "export_id", "export", {
             "backtest_id": backtest_id, "path": str(path), "rows": rows, "sha256": sha256,
@@ -402,6 +433,7 @@ class RunStore:
             "SELECT * FROM exports WHERE backtest_id = ? ORDER BY created", [backtest_id]))
 
     # deletion ----------------------------------------------------------------------------------
+    @_write
     def delete_run(self, run_id: str, delete_files: bool = True) -> None:
         """Remove a run and everything recorded under it; optionally its checkpoint folder(s)."""
         folders = {Path(c["path"]).parent for c in self.checkpoints(run_id)} | {self.runs_dir / run_id}
@@ -416,6 +448,7 @@ class RunStore:
                 if folder.name == run_id and folder.is_dir():  # only folders this run owns
                     shutil.rmtree(folder)
 
+    @_write
     def delete_backtest(self, backtest_id: str) -> None:
         """Remove one backtest and its export records; the exported CSV files are the user's and stay."""
         with self._tx() as db:

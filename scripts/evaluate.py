@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Generator
 from pathlib import Path
 
 from engine.config import (
@@ -21,21 +22,20 @@ from engine.config import (
     override,
 )
 from engine.data import build_windows, load_bars
-from engine.events import Finished
+from engine.events import Event, Finished, run_to_end
 from engine.forecast import encode_windows, load_price_model
-from engine.jobs.backtest import backtest_job, load_backtest_frame
+from engine.jobs.backtest import backtest_job
 from engine.store import RunStore
 from engine.training.price import price_metrics, train_price
 from engine.training.strategy import train_strategy
 
 
-def finish(events) -> Finished:
-    last = None
-    for last in events:
-        pass
-    if not isinstance(last, Finished) or last.status != "finished":
-        raise SystemExit(f"training did not finish: {last}")
-    return last
+def finish(job: Generator[Event, None, Finished]) -> Finished:
+    """Train to the end; a run that does not finish ends the script with its error."""
+    finished = run_to_end(job)
+    if finished.status != "finished":
+        raise SystemExit(f"training did not finish: {finished}")
+    return finished
 
 
 def forecast_skill(store: RunStore, price_run: str, data: str, start: str) -> dict[str, float]:
@@ -83,11 +83,9 @@ def main() -> None:
           "| buy & hold total | Sharpe | follow-forecast total | 1-day MAE vs naive |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for data in [*args.train, *args.test]:
-        done = [e for e in backtest_job(strategy.run_id, data, cfg=BacktestConfig(
-            cost_bps=args.cost_bps), store=store)][-1]
-        record = store.get_backtest(done.run_id)
-        frame = load_backtest_frame(record)
-        m, base = record["metrics"], record["baselines"]
+        result = run_to_end(backtest_job(strategy.run_id, data, cfg=BacktestConfig(
+            cost_bps=args.cost_bps), store=store)).result
+        frame, m, base = result.frame, result.metrics, result.baselines
         skill = forecast_skill(store, price_run, data, str(frame.index[0].date()))
         print(f"| {data} | {'yes (held-out tail)' if data in args.train else 'no'} "
               f"| {frame.index[0]:%Y-%m-%d} .. {frame.index[-1]:%Y-%m-%d} "

@@ -1,6 +1,7 @@
 """Run an engine job (a generator of events) in a QThread and re-emit its events as GUI-thread signals.
 
-The worker only iterates the generator; every signal the rest of the GUI sees comes from JobRunner,
+The worker only iterates the generator and hands over its return value, the job's result (superqt's
+pattern); every signal the rest of the GUI sees comes from JobRunner,
 which lives in the GUI thread, so slots run there and `qtbot.waitSignal` works on them. The worker
 quits its own thread when the generator ends, so waiting on the thread never needs the GUI event
 loop (the quit-from-a-queued-slot deadlock in docs/ENVIRONMENT).
@@ -11,17 +12,28 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from engine.events import CancelToken, CheckpointEvent, EvalEvent, Event, Finished, Progress, RunStarted, StepEvent
+from engine.events import (
+    CancelToken,
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    Finished,
+    Progress,
+    RunStarted,
+    StepEvent,
+    run_to_end,
+)
 from engine.store import RunStoreError
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 0.1
-Job = Callable[[CancelToken], Iterator[Event]]
+Job = Callable[[CancelToken], Generator[Event, None, Any]]
 HISTORY_FAULT = "run history "  # how every RunStoreError message starts (RunStore.explain)
 HISTORY_ADVICE = ("The run history could not be written. The workstation keeps running and the "
                   "checkpoints already written are kept: free some disk space or fix the folder's "
@@ -34,9 +46,10 @@ def is_history_fault(error: str | None) -> bool:
 
 
 class _Worker(QObject):
-    """Lives in the job thread: pulls events from the generator and hands them over."""
+    """Lives in the job thread: pulls events from the generator and hands them, then its result, over."""
 
     event = Signal(object)
+    returned = Signal(object)
     crashed = Signal(str)
 
     def __init__(self, job: Job, token: CancelToken) -> None:
@@ -46,8 +59,7 @@ class _Worker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            for event in self._job(self._token):
-                self.event.emit(event)
+            self.returned.emit(run_to_end(self._job(self._token), self.event.emit))
         except RunStoreError as error:  # disk full, folder gone read-only: the message says what to do
             log.error("job stopped: %s", error)
             self.crashed.emit(str(error))
@@ -61,8 +73,9 @@ class _Worker(QObject):
 class JobRunner(QObject):
     """Starts one job at a time; every engine event comes back as a GUI-thread signal.
 
-    `finished` fires exactly once per job, with the job's own Finished event or a synthetic
-    failed one if the generator raised; by then the thread has stopped.
+    `finished` fires exactly once per job, with what the job returned (a training run's Finished
+    record, a BacktestRecord) or a failed Finished if the generator raised or returned nothing;
+    by then the thread has stopped.
     """
 
     started = Signal(object)  # RunStarted
@@ -71,7 +84,7 @@ class JobRunner(QObject):
     checkpointed = Signal(object)  # CheckpointEvent
     progressed = Signal(object)  # Progress
     progress_changed = Signal(int, int, float)  # done, total, eta seconds (nan unknown)
-    finished = Signal(object)  # Finished, after the thread has stopped
+    finished = Signal(object)  # the job's result, after the thread has stopped
     busy_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -79,7 +92,7 @@ class JobRunner(QObject):
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
         self._token = CancelToken()
-        self._final: Finished | None = None
+        self._final: Any = None
         self.name = ""
         self._total = 0
         self._clock: tuple[float, int] | None = None  # (time, step) of the first step seen
@@ -100,6 +113,7 @@ class JobRunner(QObject):
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.event.connect(self._on_event)
+        self._worker.returned.connect(self._on_returned)
         self._worker.crashed.connect(self._on_crash)
         self._thread.finished.connect(self._on_thread_finished)
         self.busy_changed.emit(True)
@@ -129,8 +143,10 @@ class JobRunner(QObject):
             self._total = event.total
             self._track(event.done)
             self.progressed.emit(event)
-        elif isinstance(event, Finished):
-            self._final = event
+
+    @Slot(object)
+    def _on_returned(self, result: Any) -> None:
+        self._final = result
 
     def _track(self, done: int) -> None:
         """Emit progress and ETA at most ~10 times a second: labels repaint, and repaints cost."""

@@ -23,14 +23,15 @@ from PySide6.QtWidgets import (
 
 import engine
 from engine.events import Finished
-from engine.jobs.backtest import export_backtest_signals
+from engine.jobs.backtest import BacktestRecord, export_backtest_signals
+from engine.jobs.resume import resume_run
 from engine.store import RunStore
 from workstation import theme
 from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
 from workstation.panels.backtest_panels import EquityPanel, PositionsPanel, load_view
 from workstation.panels.data_panel import DataPanel
 from workstation.panels.forecast_panel import ForecastPanel
-from workstation.panels.history_panel import HistoryPanel, resume_job
+from workstation.panels.history_panel import HistoryPanel
 from workstation.panels.training_panel import TrainingPanel
 from workstation.resume_prompt import ResumePrompt, runs_to_offer
 from workstation.status import StatusBar
@@ -223,7 +224,8 @@ class MainWindow(QMainWindow):
         if record is None or self.runner.is_running():
             self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
             return
-        self._start_job(resume_job(self.store, record), f"Resuming {record['kind']} run {run_id}", "trainingDock")
+        self._start_job(lambda cancel: resume_run(self.store, run_id, cancel),
+                        f"Resuming {record['kind']} run {run_id}", "trainingDock")
 
     def _start_job(self, job, name: str, dock: str) -> None:
         self._job_dock = dock
@@ -334,18 +336,18 @@ class MainWindow(QMainWindow):
         self.history_panel.backtest_deleted.connect(self._on_backtest_deleted)
 
     @Slot(object)
-    def _on_job_finished(self, final: Finished) -> None:
+    def _on_job_finished(self, final: Finished | BacktestRecord) -> None:
         self.status.job_finished(self.runner.name, final.status)
         if final.status == "failed":
             (self.training_panel.show_failure if self._job_dock == "trainingDock" else self._failure_box)(final)
         self.history_panel.refresh()
         self.forecast_panel.refresh()
-        if final.status == "finished" and self.store.get_backtest(final.run_id) is not None:
-            self.show_backtest(final.run_id)
+        if isinstance(final, BacktestRecord) and final.status == "finished":
+            self.show_backtest(final.backtest_id)
         if self._close_when_idle:
             self.close()
 
-    def _failure_box(self, final: Finished) -> None:
+    def _failure_box(self, final: Finished | BacktestRecord) -> None:
         """Window-modal but non-blocking, like every job dialog: the GUI stays usable behind it."""
         error = final.error
         lines = (error or "unknown error").strip().splitlines()

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import fields
 from pathlib import Path
 
@@ -51,12 +51,13 @@ def torchrun_command(datasets: list[str], model: PriceModelConfig, data: DataCon
 
 
 def torchrun_job(command: list[str], store: RunStore, total_steps: int = 0
-                 ) -> Callable[[CancelToken], Iterator[Event]]:
+                 ) -> Callable[[CancelToken], Generator[Event, None, Finished]]:
     """The job that launches `command` and follows the price run it creates in `store`."""
     return lambda cancel: _follow(command, store, total_steps, cancel)
 
 
-def _follow(command: list[str], store: RunStore, total_steps: int, cancel: CancelToken) -> Iterator[Event]:
+def _follow(command: list[str], store: RunStore, total_steps: int, cancel: CancelToken
+            ) -> Generator[Event, None, Finished]:
     before = {r["run_id"] for r in store.list_runs(kind="price")}
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
@@ -83,7 +84,7 @@ def _follow(command: list[str], store: RunStore, total_steps: int, cancel: Cance
         _kill_group(process)  # no stray rank outlives its launcher
         output.seek(0)
         log = output.read().decode("utf-8", "replace")
-    yield _final(store, reader.run_id if reader else "", process.returncode, log, cancel.cancelled)
+    return _final(store, reader.run_id if reader else "", process.returncode, log, cancel.cancelled)
 
 
 def _new_run(store: RunStore, before: set[str]) -> str | None:

@@ -206,7 +206,7 @@ def _baseline_positions(close: pd.Series, days: pd.DatetimeIndex, cfg: BacktestC
     return paths
 
 
-def walk_forward(
+def stitch_blocks(
     close: pd.Series,
     pieces: list[tuple[str, str, pd.Series]],
     cfg: BacktestConfig,
@@ -238,5 +238,5 @@ __all__ = [
     "backtest_equity",
     "forecast_positions",
     "run_backtest",
-    "walk_forward",
+    "stitch_blocks",
 ]

@@ -89,40 +89,40 @@ def _metric_line(name: str, m: dict) -> str:
 @command("backtest", "backtest a strategy (or follow-the-forecast) run with baselines",
          _configure_backtest)
 def run_backtest_command(args: argparse.Namespace) -> Output:
-    from engine.cli.train import cancel_on_sigint, follow
+    from engine.cli.train import TrainingProgress, cancel_on_sigint
+    from engine.events import run_to_end
     from engine.jobs.backtest import backtest_job
 
     cfg = BacktestConfig(cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
                          ashare_rules=args.ashare_rules, start=args.start, end=args.end,
                          risk_free=args.risk_free)
     store = open_store(args)
-    source, data = args.checkpoint or args.run, one_dataset(args)
+    model_ref, data = args.checkpoint or args.run, one_dataset(args)
     with cancel_on_sigint() as token:
         if args.walk_forward is not None:
             from engine.jobs.walkforward import walk_forward_job
 
-            job = walk_forward_job(source, data, folds=args.walk_forward, cfg=cfg, store=store,
+            job = walk_forward_job(model_ref, data, folds=args.walk_forward, cfg=cfg, store=store,
                                    fraction=args.walk_forward_fraction, cancel=token)
         else:
-            job = backtest_job(source, data, cfg=cfg, store=store, cancel=token)
+            job = backtest_job(model_ref, data, cfg=cfg, store=store, cancel=token)
         try:
-            finished = follow(job, "backtest")
+            with TrainingProgress("backtest") as progress:
+                record = run_to_end(job, progress)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
-    if finished.status != "finished":
-        code = 130 if finished.status == "cancelled" else 1
-        return Output({"backtest_id": None, "status": finished.status, "error": finished.error},
-                      f"backtest {finished.status}: {finished.error or ''}", code)
-    record = store.get_backtest(finished.run_id)
-    metrics = {k: v for k, v in record["metrics"].items() if k != "per_regime"}
-    data = {"backtest_id": finished.run_id, "run_id": record["run_id"], "dataset": record["dataset"],
-            "start": record["config"]["start"], "end": record["config"]["end"],
-            "metrics": metrics, "baselines": record["baselines"],
-            "per_regime": record["metrics"].get("per_regime", {}),
-            "walk_forward": record["config"].get("walk_forward")}
-    lines = [f"backtest {finished.run_id}: {record['dataset']} {data['start']} .. {data['end']}",
-             _metric_line("strategy", metrics)]
-    lines += [_metric_line(name, m) for name, m in record["baselines"].items()]
+    if record.status != "finished":
+        code = 130 if record.status == "cancelled" else 1
+        return Output({"backtest_id": None, "status": record.status, "error": record.error},
+                      f"backtest {record.status}: {record.error or ''}", code)
+    result = record.result
+    data = {"backtest_id": record.backtest_id, "run_id": record.run_id, "dataset": record.dataset,
+            "start": record.config["start"], "end": record.config["end"],
+            "metrics": result.metrics, "baselines": result.baselines,
+            "per_regime": result.per_regime, "walk_forward": record.config.get("walk_forward")}
+    lines = [f"backtest {record.backtest_id}: {record.dataset} {data['start']} .. {data['end']}",
+             _metric_line("strategy", result.metrics)]
+    lines += [_metric_line(name, m) for name, m in result.baselines.items()]
     return Output(data, "\n".join(lines))
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
 from engine.config import (
@@ -21,8 +21,10 @@ from engine.config import (
     override,
 )
 from engine.device import DEVICE_HELP
-from engine.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent
+from engine.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent, run_to_end
 from engine.store import STATUSES
+
+R = TypeVar("R")
 
 EXIT_FOR_STATUS = {"finished": 0, "cancelled": 130, "failed": 1}
 
@@ -110,29 +112,32 @@ def cancel_on_sigint() -> Iterator[CancelToken]:
         signal.signal(signal.SIGINT, previous)
 
 
-def follow(events: Iterator[Event], label: str) -> Finished:
-    """Drive a training generator to its end, drawing a progress bar on a terminal."""
-    bar: ProgressBar | None = None
-    finished: Finished | None = None
-    last_val = ""
-    try:
-        for event in events:
-            if isinstance(event, RunStarted):  # a walk-forward job starts one run per fold
-                if bar is not None:
-                    bar.close()
-                bar = ProgressBar(event.total_steps, f"{label} {event.run_id}")
-            elif isinstance(event, StepEvent) and bar is not None:
-                bar.update(event.step, f"loss {event.loss:.4g} {last_val}")
-            elif isinstance(event, EvalEvent):
-                last_val = f"val {event.val_loss:.4g}"
-            elif isinstance(event, Finished):
-                finished = event
-    finally:
-        if bar is not None:
-            bar.close()
-    if finished is None:
-        raise RuntimeError("the job ended without a Finished event")
-    return finished
+class TrainingProgress:
+    """The progress bar of a job's training runs, as run_to_end's on_event: one bar per run the
+    job starts (a walk-forward starts one per fold); drawn only on a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label, self.bar, self.last_val = label, None, ""
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.close()
+            self.bar = ProgressBar(event.total_steps, f"{self.label} {event.run_id}")
+        elif isinstance(event, StepEvent) and self.bar is not None:
+            self.bar.update(event.step, f"loss {event.loss:.4g} {self.last_val}")
+        elif isinstance(event, EvalEvent):
+            self.last_val = f"val {event.val_loss:.4g}"
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> TrainingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def training_output(finished: Finished) -> Output:
@@ -192,11 +197,12 @@ def run_train_price(args: argparse.Namespace) -> Output:
     model_cfg: PriceModelConfig = parse_overrides(args.overrides, PRESETS[args.preset], "--set")
     store = open_store(args)
     with cancel_on_sigint() as token:
-        events = _bad_input_guard(train_price(
+        job = _bad_input_guard(train_price(
             args.data, model_cfg=model_cfg, data_cfg=_data_cfg(args),
             train_cfg=_train_cfg(args, loss=args.loss), store=store, resume=args.resume,
             cancel=token))
-        return training_output(follow(events, "price"))
+        with TrainingProgress("price") as progress:
+            return training_output(run_to_end(job, progress))
 
 
 # ---------------------------------------------------------------- train-strategy
@@ -227,21 +233,22 @@ def run_train_strategy(args: argparse.Namespace) -> Output:
                                "--loss-set")
     store = open_store(args)
     with cancel_on_sigint() as token:
-        events = _bad_input_guard(train_strategy(
+        job = _bad_input_guard(train_strategy(
             args.price_run, args.data, model_cfg=model_cfg, loss_cfg=loss_cfg,
             data_cfg=_data_cfg(args), train_cfg=_train_cfg(args), store=store,
             resume=args.resume, cancel=token))
-        return training_output(follow(events, "strategy"))
+        with TrainingProgress("strategy") as progress:
+            return training_output(run_to_end(job, progress))
 
 
-def _bad_input_guard(events: Iterator[Event]) -> Iterator[Event]:
+def _bad_input_guard(job: Generator[Event, None, R]) -> Generator[Event, None, R]:
     """Jobs raise ValueError for bad input before their first event: report it as exit 2."""
     try:
-        first = next(events)
+        first = next(job)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     yield first
-    yield from events
+    return (yield from job)
 
 
 # ---------------------------------------------------------------- runs

@@ -8,8 +8,8 @@ and the whole usable history of an instrument it never saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from engine.backtest.signals import export_signals
 from engine.checkpoint import file_sha256, load_checkpoint
 from engine.config import HORIZON, BacktestConfig, DataConfig, to_dict
 from engine.data import BarTable, WindowSet, build_windows, chronological_split, load_bars
-from engine.events import CancelToken, Event, Finished, Progress
+from engine.events import CancelToken, Event, Progress
 from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
 from engine.policy import LoadedStrategy, load_strategy_model, strategy_positions
 from engine.store import RunStore
@@ -45,7 +45,7 @@ class Source:
     price: LoadedPriceModel
     strategy: LoadedStrategy | None
     data_cfg: DataConfig
-    sources: list[str]  # the data it was trained on, as named then (walk-forward retrains on it)
+    datasets: list[str]  # the data it was trained on, as named then (walk-forward retrains on it)
     trainings: list[Training]  # every stage's data: price network, and strategy when there is one
 
     @property
@@ -63,20 +63,20 @@ class Source:
         return [t for t in self.trainings if bars.fingerprint in t.fingerprints]
 
 
-def load_source(source: str, store: RunStore) -> Source:
+def load_source(model_ref: str, store: RunStore) -> Source:
     """A run id (its best checkpoint) or a checkpoint path; never executes code from the file."""
-    run_id = source if is_run_id(source) else None
+    run_id = model_ref if is_run_id(model_ref) else None
     if run_id is not None:
         record = store.get_run(run_id)
         if record is None:
             raise ValueError(f"no run {run_id!r} in {store.path}")
         kind = record["kind"]
     else:
-        kind = "strategy" if "price" in load_checkpoint(source).get("configs", {}) else "price"
+        kind = "strategy" if "price" in load_checkpoint(model_ref).get("configs", {}) else "price"
     if kind not in ("price", "strategy"):
-        raise ValueError(f"run {source!r} is a {kind} run: backtest a price or strategy run")
-    strategy = load_strategy_model(source, store) if kind == "strategy" else None
-    price = strategy.price if strategy else load_price_model(source, store)
+        raise ValueError(f"run {model_ref!r} is a {kind} run: backtest a price or strategy run")
+    strategy = load_strategy_model(model_ref, store) if kind == "strategy" else None
+    price = strategy.price if strategy else load_price_model(model_ref, store)
     trainings = [Training(price.fingerprints, price.data_cfg)]
     if strategy:
         trainings.append(Training(strategy.fingerprints, strategy.data_cfg))
@@ -171,31 +171,54 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
     return run_backtest(close, positions, cfg, predicted=predicted)
 
 
-def backtest_job(source: str, data: str, *, cfg: BacktestConfig, store: RunStore,
-                 cancel: CancelToken | None = None) -> Iterator[Event]:
-    """Backtest `source` on `data`; bad input raises before anything is recorded. The final
-    Finished event carries the backtest id as run_id and the metrics."""
+@dataclass
+class BacktestRecord:
+    """What a backtest job returns: the backtest as recorded in the history, with its result.
+
+    status "finished" has all fields; "cancelled" / "failed" (a walk-forward fold that did not
+    finish) have no backtest_id and no result.
+    """
+
+    status: str
+    backtest_id: str | None = None
+    run_id: str | None = None  # the run backtested; None for a checkpoint file
+    dataset: str = ""
+    config: dict = field(default_factory=dict)  # as recorded: period, model_ref ("source"), folds
+    result: BacktestResult | None = None
+    error: str | None = None
+
+
+def record_backtest(store: RunStore, src: Source, model_ref: str, data: str, bars: BarTable,
+                    cfg: BacktestConfig, result: BacktestResult, **extra: object) -> BacktestRecord:
+    """Record a finished backtest of `src` on `data` (extra: more config keys, e.g. the folds)."""
+    frame = result.frame
+    config = {**to_dict(cfg), "start": f"{frame.index[0]:%Y-%m-%d}",
+              "end": f"{frame.index[-1]:%Y-%m-%d}", "source": model_ref, "kind": src.kind,
+              "instrument": bars.instrument, "checkpoint_sha256": src.sha256,
+              "trained_on": src.datasets, **extra}
+    metrics = {**result.metrics, "per_regime": result.per_regime}
+    backtest_id = store.add_backtest(src.run_id, dataset=data, config=config, metrics=metrics,
+                                     baselines=result.baselines,
+                                     frame_json=backtest_frame_json(result))
+    return BacktestRecord("finished", backtest_id, src.run_id, data, config, result)
+
+
+def backtest_job(model_ref: str, data: str, *, cfg: BacktestConfig, store: RunStore,
+                 cancel: CancelToken | None = None) -> Generator[Event, None, BacktestRecord]:
+    """Backtest `model_ref` (a run id or a checkpoint file) on `data` and return the record; bad
+    input raises before anything is recorded."""
     yield Progress(0, 3, "loading the model")
-    src = load_source(source, store)
+    src = load_source(model_ref, store)
     bars = load_bars(data, adjust=src.data_cfg.adjust)
     yield Progress(1, 3, "forecasting and deciding positions")
     try:
         result = run_source(src, bars, cfg, data, cancel)
     except InterruptedError:
-        yield Finished(run_id="", status="cancelled")
-        return
+        return BacktestRecord("cancelled", run_id=src.run_id, dataset=data)
     yield Progress(2, 3, "recording the backtest")
-    frame = result.frame
-    config = {**to_dict(cfg), "start": f"{frame.index[0]:%Y-%m-%d}",
-              "end": f"{frame.index[-1]:%Y-%m-%d}", "source": str(source), "kind": src.kind,
-              "instrument": bars.instrument, "checkpoint_sha256": src.sha256,
-              "trained_on": src.sources}
-    metrics = {**result.metrics, "per_regime": result.per_regime}
-    backtest_id = store.add_backtest(src.run_id, dataset=data, config=config, metrics=metrics,
-                                     baselines=result.baselines,
-                                     frame_json=backtest_frame_json(result))
+    record = record_backtest(store, src, str(model_ref), data, bars, cfg, result)
     yield Progress(3, 3, "done")
-    yield Finished(run_id=backtest_id, status="finished", metrics=json.loads(json.dumps(metrics)))
+    return record
 
 
 def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path) -> tuple[Path, int]:
@@ -215,6 +238,7 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
 
 __all__ = [
     "PRED_COLUMNS",
+    "BacktestRecord",
     "Source",
     "Training",
     "backtest_job",
@@ -225,5 +249,6 @@ __all__ = [
     "load_source",
     "overlaps_training",
     "positions_for",
+    "record_backtest",
     "run_source",
 ]

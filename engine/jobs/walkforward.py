@@ -9,52 +9,23 @@ records their ids.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from engine.backtest.run import BacktestResult, walk_forward
-from engine.config import (
-    BacktestConfig,
-    DataConfig,
-    StrategyLossConfig,
-    StrategyModelConfig,
-    TrainConfig,
-    from_dict,
-)
+from engine.backtest.run import stitch_blocks
+from engine.config import BacktestConfig
 from engine.data import WindowSet, build_windows, load_bars, walk_forward_folds
-from engine.events import CancelToken, Event, Finished, Progress
+from engine.events import CancelToken, Event, Progress
 from engine.forecast import load_price_model
-from engine.jobs.backtest import backtest_frame_json, load_source, positions_for
+from engine.jobs.backtest import BacktestRecord, load_source, positions_for, record_backtest
 from engine.policy import load_strategy_model
 from engine.store import RunStore
-from engine.training.price import train_price
-from engine.training.strategy import train_strategy
-
-
-def _configs(record: dict) -> tuple[DataConfig, TrainConfig]:
-    cfg = record["config"]
-    return from_dict(DataConfig, cfg["data"]), from_dict(TrainConfig, cfg["train"])
-
-
-def _train(events: Iterator[Event]) -> Iterator[Event]:
-    """Pass a fold's training events through; a fold that does not finish ends the job."""
-    for event in events:
-        if isinstance(event, Finished):
-            if event.status != "finished":
-                raise FoldFailed(event)
-            return event.run_id
-        yield event
-    raise RuntimeError("a fold's training ended without a Finished event")
-
-
-class FoldFailed(Exception):
-    def __init__(self, finished: Finished) -> None:
-        super().__init__(finished.error or finished.status)
-        self.finished = finished
+from engine.training.price import run_price
+from engine.training.recipe import RunRecipe
+from engine.training.strategy import run_strategy
 
 
 def fold_blocks(ws: WindowSet, folds: int, fraction: float) -> list[np.ndarray]:
@@ -66,65 +37,54 @@ def fold_blocks(ws: WindowSet, folds: int, fraction: float) -> list[np.ndarray]:
     return [s.test for s in splits]
 
 
-def walk_forward_job(source: str, data: str, *, folds: int, cfg: BacktestConfig, store: RunStore,
-                     fraction: float = 0.5, cancel: CancelToken | None = None) -> Iterator[Event]:
-    """Retrain `source` (a price or strategy run) `folds` times and backtest the stitched blocks."""
+def cut_at(recipe: RunRecipe, day: str) -> RunRecipe:
+    """The recipe trained on data up to `day` only, all of it for training and validation."""
+    return replace(recipe, data=replace(recipe.data, end=day, test_fraction=0.0))
+
+
+def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConfig, store: RunStore,
+                     fraction: float = 0.5, cancel: CancelToken | None = None,
+                     ) -> Generator[Event, None, BacktestRecord]:
+    """Retrain the run `model_ref` `folds` times and backtest the stitched blocks; returns the
+    record (status of the first fold that did not finish, if one did not)."""
     if folds < 1:
         raise ValueError("walk-forward needs at least one fold")
-    src = load_source(source, store)
+    src = load_source(model_ref, store)
     if src.run_id is None:
         raise ValueError("walk-forward retrains a run: give a run id, not a checkpoint file")
     record = store.get_run(src.run_id)
-    price_record = store.get_run(record["parent_run"]) if src.kind == "strategy" else record
-    data_cfg, price_train = _configs(price_record)
-    price_sources = list(price_record["config"]["sources"])
-    model_cfg = src.price.model_cfg
-    if src.kind == "strategy":
-        strat_data, strat_train = _configs(record)
-        strat_model = from_dict(StrategyModelConfig, record["config"]["model"])
-        strat_loss = from_dict(StrategyLossConfig, record["config"]["loss"])
-    bars = load_bars(data, adjust=data_cfg.adjust)
-    ws = build_windows(bars, model_cfg.window, model_cfg.horizon)
+    recipe = RunRecipe.from_record(record)
+    price_recipe = RunRecipe.from_record(store.get_run(recipe.price_run)) if recipe.price_run else recipe
+    bars = load_bars(data, adjust=price_recipe.data.adjust)
+    ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
     dates, blocks = ws.dates, fold_blocks(ws, folds, fraction)
     pieces, predicted, fold_runs = [], [], []
-    try:
-        for k, block in enumerate(blocks):
-            yield Progress(k, len(blocks), f"fold {k + 1}/{len(blocks)}: retraining")
-            cut = f"{dates[block[0] - 1]:%Y-%m-%d}"
-            price_run = yield from _train(train_price(
-                price_sources, model_cfg=model_cfg, train_cfg=price_train, store=store,
-                data_cfg=replace(data_cfg, end=cut, test_fraction=0.0), cancel=cancel))
-            runs = [price_run]
-            if src.kind == "strategy":
-                runs.append((yield from _train(train_strategy(
-                    price_run, src.sources, model_cfg=strat_model, loss_cfg=strat_loss,
-                    data_cfg=replace(strat_data, end=cut, test_fraction=0.0),
-                    train_cfg=strat_train, store=store, cancel=cancel))))
-                strategy = load_strategy_model(runs[-1], store)
-                fold_src = replace(src, run_id=runs[-1], price=strategy.price, strategy=strategy)
-            else:
-                fold_src = replace(src, run_id=price_run, price=load_price_model(price_run, store))
-            positions, pred = positions_for(fold_src, ws, block)
-            start, end = f"{dates[block[0]]:%Y-%m-%d}", f"{dates[block[-1]]:%Y-%m-%d}"
-            pieces.append((start, end, positions))
-            predicted.append(pred)
-            fold_runs.append({"start": start, "end": end, "runs": runs})
-    except FoldFailed as exc:
-        yield Finished(run_id="", status=exc.finished.status, error=exc.finished.error)
-        return
+    for k, block in enumerate(blocks):
+        yield Progress(k, len(blocks), f"fold {k + 1}/{len(blocks)}: retraining")
+        cut = f"{dates[block[0] - 1]:%Y-%m-%d}"
+        price = yield from run_price(cut_at(price_recipe, cut), store=store, cancel=cancel)
+        fold = price
+        if price.status == "finished" and recipe.kind == "strategy":
+            fold = yield from run_strategy(replace(cut_at(recipe, cut), price_run=price.run_id),
+                                           store=store, cancel=cancel)
+        if fold.status != "finished":
+            return BacktestRecord(fold.status, run_id=src.run_id, dataset=data, error=fold.error)
+        if recipe.kind == "strategy":
+            loaded = load_strategy_model(fold.run_id, store)
+            fold_src = replace(src, run_id=fold.run_id, price=loaded.price, strategy=loaded)
+        else:
+            fold_src = replace(src, run_id=price.run_id, price=load_price_model(price.run_id, store))
+        positions, pred = positions_for(fold_src, ws, block)
+        start, end = f"{dates[block[0]]:%Y-%m-%d}", f"{dates[block[-1]]:%Y-%m-%d}"
+        pieces.append((start, end, positions))
+        predicted.append(pred)
+        fold_runs.append({"start": start, "end": end,
+                          "runs": [price.run_id] + ([fold.run_id] if fold is not price else [])})
     close = pd.Series(ws.close, index=ws.dates)
-    result: BacktestResult = walk_forward(close, pieces, cfg, predicted=pd.concat(predicted))
-    frame = result.frame
-    config = {**vars(cfg), "start": f"{frame.index[0]:%Y-%m-%d}",
-              "end": f"{frame.index[-1]:%Y-%m-%d}", "source": source, "kind": src.kind,
-              "instrument": bars.instrument, "checkpoint_sha256": src.sha256,
-              "trained_on": src.sources, "walk_forward": fold_runs}
-    metrics = {**result.metrics, "per_regime": result.per_regime}
-    backtest_id = store.add_backtest(src.run_id, dataset=data, config=config, metrics=metrics,
-                                     baselines=result.baselines,
-                                     frame_json=backtest_frame_json(result))
+    result = stitch_blocks(close, pieces, cfg, predicted=pd.concat(predicted))
+    done = record_backtest(store, src, model_ref, data, bars, cfg, result, walk_forward=fold_runs)
     yield Progress(len(blocks), len(blocks), "done")
-    yield Finished(run_id=backtest_id, status="finished", metrics=json.loads(json.dumps(metrics)))
+    return done
 
 
-__all__ = ["fold_blocks", "walk_forward_job"]
+__all__ = ["cut_at", "fold_blocks", "walk_forward_job"]

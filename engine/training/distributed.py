@@ -27,12 +27,6 @@ from torch import Tensor, nn
 
 T = TypeVar("T")
 
-# RunStore methods that write: on ranks other than 0 they do nothing (rank 0 records the run).
-_STORE_WRITES = frozenset({
-    "create_run", "claim_run", "heartbeat", "finish_run", "log_metrics", "truncate_metrics",
-    "add_checkpoint", "add_backtest", "add_export", "delete_run", "mark_interrupted",
-})
-
 
 @dataclass(frozen=True)
 class World:
@@ -155,31 +149,12 @@ def _no_buffer_sync() -> dict[str, bool]:
             else {"broadcast_buffers": False})
 
 
-class MainRankStore:
-    """A RunStore as ranks other than 0 see it: reads pass through, writes do nothing."""
-
-    def __init__(self, store: Any) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Any:
-        if name in _STORE_WRITES:
-            return _ignore
-        return getattr(self._store, name)
-
-
-def _ignore(*_args: Any, **_kwargs: Any) -> None:
-    return None
-
-
 def main_rank_store(store: Any) -> Any:
-    """The store itself on rank 0 (or in a world of one); a write-muted view on the others."""
-    if is_main() or isinstance(store, MainRankStore):
-        return store
-    return MainRankStore(store)
+    """The store itself on rank 0 (or in a world of one); its write-muted view on the others."""
+    return store if is_main() or store.muted else store.muted_view()
 
 
 __all__ = [
-    "MainRankStore",
     "World",
     "all_reduce_mean",
     "cleanup",

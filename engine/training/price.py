@@ -6,7 +6,7 @@ Targets are log(close_{e+h} / close_e) divided by their per-horizon std on the T
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -15,22 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, to_dict
+from engine.config import DataConfig, PriceModelConfig, TrainConfig
 from engine.data import BarTable, PooledWindows, Split, build_windows, load_bars
-from engine.device import select_device
-from engine.events import CancelToken, Event
+from engine.events import CancelToken, Event, Finished
 from engine.losses import price_loss
 from engine.models import build_price_model
 from engine.store import RunStore
-from engine.training.distributed import init_distributed, main_rank_store, on_main
-from engine.training.trainer import (
-    TrainStage,
-    fit,
-    recorded_train_config,
-    resume_point,
-    seed_everything,
-    to_device,
-)
+from engine.training.recipe import RunRecipe, recorded_recipe
+from engine.training.trainer import RunEntry, TrainStage, fit, to_device
 
 EVAL_BATCH = 256
 @dataclass
@@ -137,59 +129,40 @@ class PriceStage(TrainStage):
                 "sources": self.data.sources, "fingerprints": self.data.fingerprints}
 
 
-def _recorded(record: dict, train_cfg: TrainConfig) -> tuple[list[str], PriceModelConfig,
-                                                               DataConfig, TrainConfig]:
-    """The configs a run was started with; only runtime placement may change on resume."""
-    cfg = record["config"]
-    return (list(cfg["sources"]), from_dict(PriceModelConfig, cfg["model"]),
-            from_dict(DataConfig, cfg["data"]), recorded_train_config(record, train_cfg))
-
-
 def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataConfig,
                 train_cfg: TrainConfig, store: RunStore, runs_dir: Path | None = None,
-                resume: str | None = None, cancel: CancelToken | None = None) -> Iterator[Event]:
-    """Train stage 1. Bad input raises (DataImportError / ValueError) before a run is recorded;
-    after that every outcome is the final Finished event. resume: a price run id to continue
-    from its last checkpoint with the configs it was started with."""
-    record = store.get_run(resume) if resume else None
-    if resume:
-        if record is None or record["kind"] != "price":
-            raise ValueError(f"no price run {resume!r} in {store.path}")
-        data, model_cfg, data_cfg, train_cfg = _recorded(record, train_cfg)
+                resume: str | None = None, cancel: CancelToken | None = None,
+                ) -> Generator[Event, None, Finished]:
+    """Train stage 1 and return its Finished record. resume: a price run id to continue from its
+    last checkpoint with the recipe it was started with (train_cfg then only places it)."""
+    recipe = (recorded_recipe(store, resume, "price").with_runtime(train_cfg) if resume
+              else RunRecipe("price", list(data), model_cfg, data_cfg, train_cfg))
+    return (yield from run_price(recipe, store=store, runs_dir=runs_dir, resume=resume, cancel=cancel))
+
+
+def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = None,
+              resume: str | None = None, cancel: CancelToken | None = None,
+              ) -> Generator[Event, None, Finished]:
+    """Train the price run `recipe` describes. Bad input raises (DataImportError / ValueError)
+    before a run is recorded; after that every outcome is the returned Finished record."""
+    model_cfg, data_cfg = recipe.model, recipe.data
     if (model_cfg.window, model_cfg.horizon) != (data_cfg.window, data_cfg.horizon):
         raise ValueError(f"model window/horizon {model_cfg.window}/{model_cfg.horizon} differ from "
                          f"the data's {data_cfg.window}/{data_cfg.horizon}")
-    prepared = prepare_price_data(data, data_cfg)
-    fingerprint = ",".join(prepared.fingerprints)
-    if record is not None and record["fingerprint"] != fingerprint:
-        raise ValueError(f"run {resume}: the data changed since it started ({', '.join(data)}); "
-                         "start a new run instead")
-    device = select_device(train_cfg.device)
-    init_distributed(device)  # under torchrun: rank 0 records the run, the others train with it
-    store = main_rank_store(store)
-    configs = {"model": to_dict(model_cfg), "data": to_dict(data_cfg), "train": to_dict(train_cfg)}
-    if resume:
-        run_id = resume
-        store.claim_run(run_id, device=str(device))
-    else:
-        run_id = on_main(store.create_run, "price", dataset=", ".join(data),
-                         fingerprint=fingerprint, config={**configs, "sources": list(data)},
-                         seed=train_cfg.seed, device=str(device))
-    start = resume_point(store, run_id) if resume else None
-    folder = start.parent if start else Path(runs_dir or store.runs_dir) / run_id
-    seed_everything(train_cfg.seed)
-    model = build_price_model(model_cfg)
-    yield from fit(model, PriceStage(prepared, train_cfg.loss), train_cfg, store=store,
-                   run_id=run_id, checkpoint_dir=folder, cancel=cancel, configs=configs,
-                   resume_from=start)
+    prepared = prepare_price_data(recipe.datasets, data_cfg)
+    entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume)
+    return (yield from fit(lambda: build_price_model(model_cfg), PriceStage(prepared, recipe.train.loss),
+                           recipe.train, store=store, run=entry, cancel=cancel,
+                           configs=recipe.checkpoint_configs()))
 
 
 __all__ = [
     "PriceData",
     "PriceStage",
     "prepare_price_data",
-    "price_split",
     "price_metrics",
+    "price_split",
+    "run_price",
     "train_price",
     "window_closes",
 ]

@@ -7,7 +7,7 @@ Feature standardisation and the adaptive regime bounds come from the training sp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,27 +22,17 @@ from engine.config import (
     StrategyLossConfig,
     StrategyModelConfig,
     TrainConfig,
-    from_dict,
-    to_dict,
 )
 from engine.data import build_windows, chronological_split, load_bars, sequence_starts
-from engine.device import select_device
-from engine.events import CancelToken, Event
+from engine.events import CancelToken, Event, Finished
 from engine.forecast import LoadedPriceModel, load_price_model
 from engine.losses import strategy_loss
 from engine.models import StrategyNetwork
 from engine.policy import day_features, policy_positions
 from engine.regime import DEFAULT_THRESHOLDS, hindsight_labels
 from engine.store import RunStore
-from engine.training.distributed import init_distributed, main_rank_store, on_main
-from engine.training.trainer import (
-    TrainStage,
-    fit,
-    recorded_train_config,
-    resume_point,
-    seed_everything,
-    to_device,
-)
+from engine.training.recipe import RunRecipe, recorded_recipe
+from engine.training.trainer import RunEntry, TrainStage, fit, to_device
 
 
 @dataclass
@@ -176,58 +166,39 @@ class StrategyStage(TrainStage):
                 "tau": self.tau}
 
 
-def _recorded(record: dict, train_cfg: TrainConfig):
-    """The configs a run was started with; only runtime placement may change on resume."""
-    cfg = record["config"]
-    return (cfg["price_run"], list(cfg["sources"]), from_dict(StrategyModelConfig, cfg["model"]),
-            from_dict(StrategyLossConfig, cfg["loss"]), from_dict(DataConfig, cfg["data"]),
-            recorded_train_config(record, train_cfg))
-
-
 def train_strategy(price_run: str, data: list[str], *, model_cfg: StrategyModelConfig,
                    loss_cfg: StrategyLossConfig, data_cfg: DataConfig, train_cfg: TrainConfig,
                    store: RunStore, runs_dir: Path | None = None, resume: str | None = None,
-                   cancel: CancelToken | None = None) -> Iterator[Event]:
-    """Train stage 2 on the frozen best checkpoint of `price_run`. Bad input raises before a run
-    is recorded; after that every outcome is the final Finished event."""
-    record = store.get_run(resume) if resume else None
-    if resume:
-        if record is None or record["kind"] != "strategy":
-            raise ValueError(f"no strategy run {resume!r} in {store.path}")
-        price_run, data, model_cfg, loss_cfg, data_cfg, train_cfg = _recorded(record, train_cfg)
-    price_record = store.get_run(price_run)
+                   cancel: CancelToken | None = None) -> Generator[Event, None, Finished]:
+    """Train stage 2 on the frozen best checkpoint of `price_run`; return its Finished record.
+    resume: a strategy run id to continue with the recipe it was started with."""
+    recipe = (recorded_recipe(store, resume, "strategy").with_runtime(train_cfg) if resume
+              else RunRecipe("strategy", list(data), model_cfg, data_cfg, train_cfg, loss_cfg, price_run))
+    return (yield from run_strategy(recipe, store=store, runs_dir=runs_dir, resume=resume,
+                                    cancel=cancel))
+
+
+def run_strategy(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = None,
+                 resume: str | None = None, cancel: CancelToken | None = None,
+                 ) -> Generator[Event, None, Finished]:
+    """Train the strategy run `recipe` describes. Bad input raises before a run is recorded;
+    after that every outcome is the returned Finished record."""
+    price_record = store.get_run(recipe.price_run)
     if price_record is None or price_record["kind"] != "price":
-        raise ValueError(f"no price run {price_run!r} in {store.path}")
-    price = load_price_model(price_run, store)
-    data_cfg = replace(data_cfg, window=price.model_cfg.window, horizon=price.model_cfg.horizon,
+        raise ValueError(f"no price run {recipe.price_run!r} in {store.path}")
+    price = load_price_model(recipe.price_run, store)
+    data_cfg = replace(recipe.data, window=price.model_cfg.window, horizon=price.model_cfg.horizon,
                        adjust=price.data_cfg.adjust)
     root = Path(runs_dir or store.runs_dir)
-    prepared = prepare_strategy_data(price, data, data_cfg, root / price_run / "feature-cache")
-    model_cfg = replace(model_cfg, feature_dim=prepared.features.shape[1])
-    device = select_device(train_cfg.device)
-    init_distributed(device)  # under torchrun: rank 0 records the run, the others train with it
-    store = main_rank_store(store)
-    configs = {"model": to_dict(model_cfg), "loss": to_dict(loss_cfg), "data": to_dict(data_cfg),
-               "train": to_dict(train_cfg)}
-    fingerprint = ",".join(prepared.fingerprints)
-    if record is not None:
-        run_id = resume
-        store.claim_run(run_id, device=str(device))
-        start = resume_point(store, run_id)
-    else:
-        run_id = on_main(
-            store.create_run, "strategy", dataset=", ".join(data), fingerprint=fingerprint,
-            config={**configs, "sources": list(data), "price_run": price_run,
-                    "price_checkpoint": str(price.path), "price_sha256": price.sha256},
-            seed=train_cfg.seed, device=str(device), parent_run=price_run)
-        start = None
-    seed_everything(train_cfg.seed)
-    model = StrategyNetwork(model_cfg)
-    stage = StrategyStage(prepared, model_cfg, loss_cfg, data_cfg.seq_len)
-    configs["price"] = {"run": price_run, "checkpoint": str(price.path), "sha256": price.sha256}
-    yield from fit(model, stage, train_cfg, store=store, run_id=run_id,
-                   checkpoint_dir=start.parent if start else root / run_id, cancel=cancel,
-                   configs=configs, resume_from=start)
+    prepared = prepare_strategy_data(price, recipe.datasets, data_cfg,
+                                     root / recipe.price_run / "feature-cache")
+    model_cfg = replace(recipe.model, feature_dim=prepared.features.shape[1])
+    recipe = replace(recipe, model=model_cfg, data=data_cfg, price_checkpoint=str(price.path),
+                     price_sha256=price.sha256)
+    stage = StrategyStage(prepared, model_cfg, recipe.loss, data_cfg.seq_len)
+    entry = RunEntry(recipe, ",".join(prepared.fingerprints), root, resume)
+    return (yield from fit(lambda: StrategyNetwork(model_cfg), stage, recipe.train, store=store,
+                           run=entry, cancel=cancel, configs=recipe.checkpoint_configs()))
 
 
-__all__ = ["StrategyData", "StrategyStage", "prepare_strategy_data", "train_strategy"]
+__all__ = ["StrategyData", "StrategyStage", "prepare_strategy_data", "run_strategy", "train_strategy"]

@@ -14,8 +14,8 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from engine.config import PRECISIONS, TrainConfig, from_dict
+from engine.config import PRECISIONS, TrainConfig
 from engine.device import select_device
 from engine.events import (
     CancelToken,
@@ -43,6 +43,7 @@ from engine.events import (
 )
 from engine.store import RunStore, RunStoreError
 from engine.training import distributed
+from engine.training.recipe import RunRecipe
 
 log = logging.getLogger(__name__)
 
@@ -168,14 +169,14 @@ class _Loop:
 
     def __init__(self, model: nn.Module, stage: TrainStage, cfg: TrainConfig, store: RunStore,
                  run_id: str, checkpoint_dir: Path, cancel: CancelToken | None,
-                 configs: dict[str, dict] | None) -> None:
+                 configs: dict[str, dict] | None, device: torch.device) -> None:
         self.stage, self.cfg, self.store, self.run_id = stage, cfg, store, run_id
         self.cancel = cancel or CancelToken()
         self.configs = configs or {}
         self.dir = Path(checkpoint_dir)
         # Under torchrun each rank trains its shard of every global batch (distributed.py).
-        self.world = distributed.init_distributed(select_device(cfg.device))
-        self.device = distributed.local_device(select_device(cfg.device))
+        self.world = distributed.world()
+        self.device = distributed.local_device(device)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         if min(stage.train_size(), cfg.batch_size * cfg.grad_accum) < self.world.world_size * cfg.grad_accum:
@@ -452,28 +453,70 @@ class _Loop:
                         early_stopped=status == "finished" and self.early_stop)
 
 
-def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStore, run_id: str,
-        checkpoint_dir: str | Path, cancel: CancelToken | None = None,
-        configs: dict[str, dict] | None = None, resume_from: str | Path | None = None,
-        ) -> Iterator[Event]:
-    """Train `model` on `stage`; the run `run_id` must already be recorded as running.
+@dataclass
+class RunEntry:
+    """How a job's run enters the history: a new run of `recipe`, or the recorded run `resume`
+    continued from its last checkpoint (from scratch, under the same id, if it died before one)."""
 
+    recipe: RunRecipe
+    fingerprint: str  # of the data: a resume refuses files that changed
+    runs_dir: Path  # checkpoints go to runs_dir / run_id
+    resume: str | None = None
+
+
+def _open_run(store: RunStore, run: str | RunEntry, device: torch.device,
+              checkpoint_dir: str | Path | None, resume_from: str | Path | None,
+              ) -> tuple[str, Path, Path | None]:
+    """Record or claim the run; its id, checkpoint folder and the checkpoint to resume from."""
+    if isinstance(run, str):  # a run the caller recorded, with its folder
+        store.claim_run(run, device=str(device))
+        return run, Path(checkpoint_dir), resume_from and Path(resume_from)
+    recipe = run.recipe
+    if run.resume is None:
+        run_id = distributed.on_main(
+            store.create_run, recipe.kind, dataset=", ".join(recipe.datasets),
+            fingerprint=run.fingerprint, config=recipe.to_dict(), seed=recipe.train.seed,
+            device=str(device), parent_run=recipe.price_run)
+        return run_id, run.runs_dir / run_id, None
+    if store.get_run(run.resume)["fingerprint"] != run.fingerprint:
+        raise ValueError(f"run {run.resume}: the data changed since it started "
+                         f"({', '.join(recipe.datasets)}); start a new run instead")
+    store.claim_run(run.resume, device=str(device))
+    start = last_checkpoint(store, run.resume)
+    return run.resume, start.parent if start else run.runs_dir / run.resume, start
+
+
+def fit(build_model: Callable[[], nn.Module], stage: TrainStage, cfg: TrainConfig, *, store: RunStore,
+        run: str | RunEntry, checkpoint_dir: str | Path | None = None,
+        cancel: CancelToken | None = None, configs: dict[str, dict] | None = None,
+        resume_from: str | Path | None = None) -> Generator[Event, None, Finished]:
+    """Train the model `build_model` makes on `stage`; returns the Finished record (also yielded last).
+
+    The one place that picks the device, joins torchrun's process group, mutes the history on ranks
+    other than 0 and seeds (before the model is built, so a seed gives the same initial weights).
+    run: a RunEntry (what the jobs pass), or the id of a run the caller recorded, then with its
+    checkpoint_dir and optionally a checkpoint to resume_from.
     configs: plain dicts embedded in every checkpoint (model / data / train configs).
-    resume_from: a checkpoint of this run; training continues exactly where it was written.
     """
-    store = distributed.main_rank_store(store)  # under torchrun only rank 0 records the run
+    device = select_device(cfg.device)
+    distributed.init_distributed(device)
+    store = distributed.main_rank_store(store)
+    run_id, folder, resume_from = _open_run(store, run, device, checkpoint_dir, resume_from)
     if resume_from is None:
         seed_everything(cfg.seed)
     try:
-        loop = _Loop(model, stage, cfg, store, run_id, Path(checkpoint_dir), cancel, configs)
+        loop = _Loop(build_model(), stage, cfg, store, run_id, folder, cancel, configs, device)
         if resume_from is not None:
             loop.restore(Path(resume_from))
+        else:
+            store.truncate_metrics(run_id, 0)  # a run restarted from scratch keeps no stale rows
     except Exception as exc:  # the run is already recorded: it must not stay "running"
         error = (failure_message(exc, 0, None) if is_out_of_memory(exc)  # e.g. a large preset
                  else f"{type(exc).__name__}: {exc} (before the first step)")
         store.finish_run(run_id, "failed", error=error)
-        yield Finished(run_id=run_id, status="failed", error=error)
-        return
+        finished = Finished(run_id=run_id, status="failed", error=error)
+        yield finished
+        return finished
     yield RunStarted(run_id=run_id, kind=stage.kind, total_steps=loop.total_steps,
                      config=loop.configs, resumed_from_step=loop.resumed_from)
     try:
@@ -483,47 +526,34 @@ def fit(model: nn.Module, stage: TrainStage, cfg: TrainConfig, *, store: RunStor
         raise
     except NonFiniteError as exc:
         last = loop.checkpoint_path(False)
-        yield loop.finish("failed", f"{exc}; last good checkpoint: {last or 'none'}")
-        return
+        finished = loop.finish("failed", f"{exc}; last good checkpoint: {last or 'none'}")
     except Exception as exc:
         log.exception("training run %s failed at step %d", run_id, loop.step)
-        yield loop.finish("failed", failure_message(exc, loop.step, loop.checkpoint_path(False)))
-        return
-    yield loop.finish(status)
+        finished = loop.finish("failed", failure_message(exc, loop.step, loop.checkpoint_path(False)))
+    else:
+        finished = loop.finish(status)
+    yield finished
+    return finished
 
 
-# resuming a recorded run --------------------------------------------------------------------------
-RUNTIME_FIELDS = ("device", "num_threads", "compile")  # may change on resume: same numbers
-
-
-def recorded_train_config(record: dict, current: TrainConfig) -> TrainConfig:
-    """The TrainConfig a run was started with; only runtime placement comes from `current`."""
-    recorded = from_dict(TrainConfig, record["config"]["train"])
-    return replace(recorded, **{name: getattr(current, name) for name in RUNTIME_FIELDS})
-
-
-def resume_point(store: RunStore, run_id: str) -> Path | None:
-    """The run's last checkpoint; None (and its metric rows cleared) if it died before one."""
+def last_checkpoint(store: RunStore, run_id: str) -> Path | None:
+    """The run's last checkpoint to resume from; None if it died before writing one."""
     last = store.checkpoint(run_id, best=False)
-    if last and Path(last["path"]).is_file():
-        return Path(last["path"])
-    store.truncate_metrics(run_id, 0)  # start over under the same id
-    return None
+    return Path(last["path"]) if last and Path(last["path"]).is_file() else None
 
 
 __all__ = [
     "OOM_HINT",
-    "RUNTIME_FIELDS",
     "NonFiniteError",
+    "RunEntry",
     "TrainStage",
     "failure_message",
     "fit",
     "is_out_of_memory",
+    "last_checkpoint",
     "lr_factor",
     "module_key",
-    "recorded_train_config",
     "resolve_precision",
-    "resume_point",
     "seed_everything",
     "to_device",
 ]

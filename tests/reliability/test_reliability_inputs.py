@@ -76,8 +76,8 @@ def test_malicious_last_checkpoint_on_resume_fails_the_run_without_running_code(
     run_id = store.create_run("toy", dataset="toy", fingerprint="f", config={}, seed=0, device="cpu")
     marker, path = tmp_path / "pwned", tmp_path / "last.pt"
     _evil_checkpoint(path, marker)
-    events = list(fit(Toy(), ToyStage(), TrainConfig(max_steps=2, batch_size=8, device="cpu"),
-                      store=store, run_id=run_id, checkpoint_dir=tmp_path, resume_from=path))
+    events = list(fit(Toy, ToyStage(), TrainConfig(max_steps=2, batch_size=8, device="cpu"),
+                      store=store, run=run_id, checkpoint_dir=tmp_path, resume_from=path))
     assert not marker.exists()
     [done] = events
     assert isinstance(done, Finished) and done.status == "failed" and "last.pt" in done.error

@@ -118,6 +118,11 @@ def _full_disk_job(store: RunStore):
     return job
 
 
+def _finished_job(cancel):
+    yield Progress(1, 1, "done")
+    return Finished(run_id="", status="finished")
+
+
 @pytest.mark.parametrize("dock", ["equityDock", "trainingDock"])
 def test_a_history_error_in_a_job_reaches_the_user_and_the_window_stays_usable(window, qtbot, dock):
     with qtbot.waitSignal(window.runner.finished, timeout=10_000) as blocker:
@@ -130,7 +135,7 @@ def test_a_history_error_in_a_job_reaches_the_user_and_the_window_stays_usable(w
     boxes[0].close()
     assert not window.runner.is_running() and window.actions_["train"].isEnabled()
     with qtbot.waitSignal(window.runner.finished, timeout=10_000) as blocker:  # the next job runs as usual
-        window._start_job(lambda cancel: iter([Finished(run_id="", status="finished")]), "Next", dock)
+        window._start_job(_finished_job, "Next", dock)
     assert blocker.args[0].status == "finished"
 
 

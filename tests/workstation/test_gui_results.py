@@ -26,8 +26,9 @@ from engine.config import (
     override,
 )
 from engine.data import load_bars
+from engine.events import run_to_end
 from engine.forecast import forecast_many, load_price_model
-from engine.jobs.backtest import backtest_job, load_backtest_frame
+from engine.jobs.backtest import BacktestRecord, backtest_job, load_backtest_frame
 from engine.store import RunStore
 from engine.training.price import train_price
 from engine.training.strategy import train_strategy
@@ -45,10 +46,11 @@ TRAIN = TrainConfig(epochs=1, max_steps=6, batch_size=16, eval_every=3, lr=1e-3,
                     precision="fp32", device="cpu")
 
 
-def _finished(events) -> str:
-    final = list(events)[-1]
+def _finished(job) -> str:
+    """The id of what a job recorded: a run, or a backtest."""
+    final = run_to_end(job)
     assert final.status == "finished", final.error
-    return final.run_id
+    return final.backtest_id if isinstance(final, BacktestRecord) else final.run_id
 
 
 def _train_price(store: RunStore, steps: int = 6) -> str:
@@ -100,10 +102,10 @@ def test_backtest_wizard_fills_every_panel_with_the_engines_numbers(window, qtbo
         wizard.button(QWizard.WizardButton.FinishButton).click()
     final = blocker.args[0]
     assert final.status == "finished", final.error
-    record = store.get_backtest(final.run_id)
+    record = store.get_backtest(final.backtest_id)
     frame = load_backtest_frame(record)
     assert (record["config"]["start"], record["config"]["end"]) == (start, end)
-    assert window.backtest_id == final.run_id and ("backtest", final.run_id) in window.history_panel.rows()
+    assert window.backtest_id == final.backtest_id and ("backtest", final.backtest_id) in window.history_panel.rows()
 
     equity = window.equity_panel
     np.testing.assert_array_equal(_y(equity.strategy_curve), frame["strategy_equity"].to_numpy())

@@ -8,7 +8,6 @@ curves (training runs) or equity curves (backtests). Commands act on the current
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import numpy as np
@@ -28,8 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.config import DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, from_dict
-from engine.events import CancelToken, Event
 from engine.jobs.backtest import load_backtest_frame
 from engine.store import RunStore
 from workstation.charts import style_axes
@@ -41,21 +38,6 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 2  # numbers sort as numbers, not as text
 RESUMABLE = ("interrupted", "cancelled", "failed")
 LOSS_SERIES = ("val/loss", "train/loss")  # the first a run has is overlaid
 SYMBOL_POINTS = 50  # series this short get a dot per point: a one-epoch run's single value is no line
-
-
-def resume_job(store: RunStore, record: dict) -> Callable[[CancelToken], Iterator[Event]]:
-    """The training job that continues a run from its last checkpoint with its recorded configs."""
-    config, run_id = record["config"], record["run_id"]
-    common = dict(data_cfg=from_dict(DataConfig, config["data"]),
-                  train_cfg=from_dict(TrainConfig, config["train"]), store=store, resume=run_id)
-    if record["kind"] == "price":
-        from engine.training.price import train_price
-        return lambda cancel: train_price(list(config["sources"]), cancel=cancel,
-                                          model_cfg=from_dict(PriceModelConfig, config["model"]), **common)
-    from engine.training.strategy import train_strategy
-    return lambda cancel: train_strategy(config["price_run"], list(config["sources"]), cancel=cancel,
-                                         model_cfg=from_dict(StrategyModelConfig, config["model"]),
-                                         loss_cfg=from_dict(StrategyLossConfig, config["loss"]), **common)
 
 
 def _model_text(record: dict) -> str:

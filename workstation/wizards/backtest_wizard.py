@@ -138,7 +138,7 @@ class PeriodPage(QWizardPage):
         self.src = self.wizard().source()
         if self.src is None:
             return
-        trained = [s for s in self.src.sources if self.dataset.findData(s) >= 0]
+        trained = [s for s in self.src.datasets if self.dataset.findData(s) >= 0]
         remembered = QSettings().value(f"{SETTINGS_GROUP}/dataset")
         choice = trained[0] if trained else remembered
         self.dataset.blockSignals(True)

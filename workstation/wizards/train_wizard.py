@@ -8,7 +8,7 @@ made. Every choice is remembered in QSettings for the next run.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,39 +73,29 @@ class TrainRequest:
     train: TrainConfig
     processes: int = 1  # above 1: a torchrun subprocess of the CLI (price stage), followed in the history
 
-    def job(self, store: RunStore) -> Callable[[CancelToken], Iterator[Event]]:
+    def job(self, store: RunStore) -> Callable[[CancelToken], Generator[Event, None, Finished]]:
         """The generator the JobRunner runs: one stage, or price then strategy on the new price run."""
         if self.processes > 1:
             command = torchrun_command(self.datasets, self.price_model, self.data, self.train, store.path,
                                        self.processes)
             return torchrun_job(command, store, total_steps=self.train.max_steps or 0)
 
-        def run(cancel: CancelToken) -> Iterator[Event]:
+        def run(cancel: CancelToken) -> Generator[Event, None, Finished]:
             price_run = self.price_run
             if self.stage in ("price", "both"):
                 from engine.training.price import train_price
-                final = yield from _forward(train_price(
+                price = yield from train_price(
                     self.datasets, model_cfg=self.price_model, data_cfg=self.data, train_cfg=self.train,
-                    store=store, cancel=cancel))
-                if final is None or final.status != "finished" or self.stage == "price":
-                    return
-                price_run = final.run_id
+                    store=store, cancel=cancel)
+                if price.status != "finished" or self.stage == "price":
+                    return price
+                price_run = price.run_id
             from engine.training.strategy import train_strategy
-            yield from _forward(train_strategy(
+            return (yield from train_strategy(
                 price_run, self.datasets, model_cfg=self.strategy_model, loss_cfg=self.strategy_loss,
                 data_cfg=self.data, train_cfg=self.train, store=store, cancel=cancel))
 
         return run
-
-
-def _forward(events: Iterator[Event]):
-    """Re-yield a job's events and return its Finished event."""
-    final = None
-    for event in events:
-        if isinstance(event, Finished):
-            final = event
-        yield event
-    return final
 
 
 def default_threads() -> int:

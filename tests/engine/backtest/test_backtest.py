@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from engine.backtest import backtest_equity, compute_metrics, run_backtest, walk_forward
+from engine.backtest import backtest_equity, compute_metrics, run_backtest, stitch_blocks
 from engine.config import BacktestConfig
 
 FRAME_COLUMNS = ["close", "position", "exposure", "regime", "strategy_return", "strategy_equity",
@@ -150,11 +150,11 @@ def test_walk_forward_stitches_out_of_sample_pieces(walk):
     b = pd.Series(rng.integers(0, 11, 300), index=days[300:600])
     day = lambda i: str(days[i].date())
     pieces = [(day(100), day(299), a), (day(300), day(599), b)]
-    stitched = walk_forward(walk, pieces, BacktestConfig())
+    stitched = stitch_blocks(walk, pieces, BacktestConfig())
     direct = run_backtest(walk, pd.concat([a.loc[: days[299]], b]), BacktestConfig())
     pd.testing.assert_frame_equal(stitched.frame, direct.frame)
     with pytest.raises(ValueError, match="overlap"):
-        walk_forward(walk, [(day(100), day(350), a), pieces[1]], BacktestConfig())
+        stitch_blocks(walk, [(day(100), day(350), a), pieces[1]], BacktestConfig())
 
 
 def test_positions_outside_0_to_10_are_refused(walk):

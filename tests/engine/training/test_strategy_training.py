@@ -19,10 +19,11 @@ from engine.config import (
     TrainConfig,
 )
 from engine.data import build_windows, chronological_split, load_bars
-from engine.events import Finished
+from engine.events import Finished, run_to_end
 from engine.jobs.backtest import backtest_job, load_backtest_frame, load_source, overlaps_training
 from engine.store import RunStore
 from engine.training.price import train_price
+from engine.training.recipe import RunRecipe
 from engine.training.strategy import train_strategy
 
 TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
@@ -31,12 +32,10 @@ DATA = DataConfig(start="2008-01-01")
 FAST = TrainConfig(max_steps=10, batch_size=16, warmup_steps=2, seed=1, precision="fp32")
 
 
-def finished(events) -> Finished:
-    last = None
-    for last in events:
-        pass
-    assert isinstance(last, Finished)
-    return last
+def finished(job) -> Finished:
+    done = run_to_end(job)
+    assert isinstance(done, Finished)
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +93,10 @@ def test_a_day_needs_a_full_window_and_sequence_of_history(strategy_run):
 
 def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
     store, run_id = strategy_run
-    events = list(backtest_job(run_id, "goog", cfg=BacktestConfig(cost_bps=5), store=store))
-    done = events[-1]
-    assert isinstance(done, Finished) and done.status == "finished"
-    record = store.get_backtest(done.run_id)
+    done = run_to_end(backtest_job(run_id, "goog", cfg=BacktestConfig(cost_bps=5), store=store))
+    assert done.status == "finished" and done.run_id == run_id
+    record = store.get_backtest(done.backtest_id)
+    assert record["metrics"]["sharpe"] == pytest.approx(done.result.metrics["sharpe"], nan_ok=True)
     frame = load_backtest_frame(record)
     src = load_source(run_id, store)
     ws = build_windows(load_bars("goog"), 180, 7)
@@ -115,15 +114,22 @@ def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
     assert record["run_id"] == run_id and record["config"]["cost_bps"] == 5
 
 
+def test_strategy_recipe_round_trips_through_its_record(strategy_run):
+    store, run_id = strategy_run
+    record = store.get_run(run_id)
+    recipe = RunRecipe.from_record(record)
+    assert recipe.kind == "strategy" and recipe.price_run == record["parent_run"]
+    assert recipe.to_dict() == record["config"] and recipe.loss == StrategyLossConfig()
+
+
 def test_walk_forward_retrains_per_fold_and_never_trains_on_a_traded_day(strategy_run):
     from engine.jobs.walkforward import walk_forward_job
 
     store, run_id = strategy_run
-    events = list(walk_forward_job(run_id, "goog", folds=2, cfg=BacktestConfig(), store=store,
-                                   fraction=0.2))
-    done = events[-1]
+    done = run_to_end(walk_forward_job(run_id, "goog", folds=2, cfg=BacktestConfig(), store=store,
+                                       fraction=0.2))
     assert done.status == "finished", done.error
-    record = store.get_backtest(done.run_id)
+    record = store.get_backtest(done.backtest_id)
     folds = record["config"]["walk_forward"]
     frame = load_backtest_frame(record)
     assert len(folds) == 2 and frame.index[0] == pd.Timestamp(folds[0]["start"])

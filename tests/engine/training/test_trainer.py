@@ -98,7 +98,7 @@ def train(tmp_path, store=None, model=None, stage=None, config=None, name="run",
         "toy", dataset="toy", fingerprint="f", config={}, seed=0, device="cpu")
     torch.manual_seed(123)
     model = model or Toy()
-    events = list(fit(model, stage or ToyStage(), config or cfg(), store=store, run_id=run_id,
+    events = list(fit(lambda: model, stage or ToyStage(), config or cfg(), store=store, run=run_id,
                       checkpoint_dir=tmp_path / name, **kw))
     return store, run_id, model, events
 
@@ -163,7 +163,7 @@ def test_cancel_from_another_thread_stops_within_one_step(tmp_path):
     store = RunStore(tmp_path / "r.db")
     run_id = store.create_run("toy", dataset="t", fingerprint="f", config={}, seed=0, device="cpu")
     events = []
-    for event in fit(Toy(), ToyStage(), cfg(), store=store, run_id=run_id,
+    for event in fit(Toy, ToyStage(), cfg(), store=store, run=run_id,
                      checkpoint_dir=tmp_path / "c", cancel=token):
         events.append(event)
         if isinstance(event, StepEvent) and event.step == 6:
@@ -180,7 +180,7 @@ def test_cancel_from_another_thread_stops_within_one_step(tmp_path):
 def test_abandoned_generator_marks_run_cancelled(tmp_path):
     store = RunStore(tmp_path / "r.db")
     run_id = store.create_run("toy", dataset="t", fingerprint="f", config={}, seed=0, device="cpu")
-    gen = fit(Toy(), ToyStage(), cfg(), store=store, run_id=run_id, checkpoint_dir=tmp_path / "c")
+    gen = fit(Toy, ToyStage(), cfg(), store=store, run=run_id, checkpoint_dir=tmp_path / "c")
     next(gen), next(gen)
     gen.close()
     assert store.get_run(run_id)["status"] == "cancelled"
@@ -229,7 +229,8 @@ def test_resume_reaches_the_same_final_parameters(tmp_path, how):
     run_id = store.create_run("toy", dataset="t", fingerprint="f", config={}, seed=0, device="cpu")
     token = CancelToken()
     torch.manual_seed(123)
-    gen = fit(Toy(), ToyStage(), cfg(epochs=4), store=store, run_id=run_id,
+    part = Toy()
+    gen = fit(lambda: part, ToyStage(), cfg(epochs=4), store=store, run=run_id,
               checkpoint_dir=tmp_path / "part", cancel=token)
     for event in gen:
         if isinstance(event, StepEvent) and event.step == 6 and how == "cancelled mid-epoch":
@@ -243,7 +244,7 @@ def test_resume_reaches_the_same_final_parameters(tmp_path, how):
         shutil.copy(tmp_path / "part" / "last.pt", tmp_path / "resume.pt")
     torch.manual_seed(999)  # a fresh process would not share the first run's RNG state
     resumed = Toy()
-    events = list(fit(resumed, ToyStage(), cfg(epochs=4), store=store, run_id=run_id,
+    events = list(fit(lambda: resumed, ToyStage(), cfg(epochs=4), store=store, run=run_id,
                       checkpoint_dir=tmp_path / "part", resume_from=tmp_path / "resume.pt"))
     assert events[0].resumed_from_step == load_checkpoint(tmp_path / "resume.pt")["step"]
     assert events[-1].status == "finished" and events[-1].step == 16
