@@ -31,6 +31,11 @@ class DataConfig:
     start: str | None = None  # YYYY-MM-DD, inclusive
     end: str | None = None
     adjust: bool = True  # scale OHLC by Adj Close / Close where a file has it
+    # Calendar cut dates shared by every instrument of a run (engine.data.splits.CutDates), YYYY-MM-DD.
+    # Given by the user or resolved from the fractions when a run starts, then recorded with it.
+    train_end: str | None = None
+    val_end: str | None = None
+    test_start: str | None = None
 
 
 @dataclass
@@ -113,14 +118,19 @@ class TrainConfig:
     num_threads: int | None = None
 
 
+FILLS = ["next-open", "close"]  # when a decision taken at a close trades (BacktestConfig.fill)
+
+
 @dataclass
 class BacktestConfig:
-    """Accounting rules of a backtest."""
+    """Accounting rules of a backtest (engine/backtest/run.py documents the arithmetic)."""
 
-    cost_bps: float = 10.0  # per unit of turnover
-    slippage_bps: float = 0.0
-    ashare_rules: bool = False  # no buy at limit-up close, no sell at limit-down close, T+1
-    limit_pct: float = 0.10
+    fill: str = "next-open"  # one of FILLS; data without opens fill at the close (and say so)
+    cost_bps: float = 10.0  # commission and fees per unit of turnover, buys and sells
+    slippage_bps: float = 0.0  # per unit of turnover, buys and sells
+    stamp_duty_bps: float = 0.0  # per unit sold only (A-shares: 5 since 2023-08-28, 10 before)
+    ashare_rules: bool = False  # no buy at a limit-up fill, no sell at a limit-down fill, T+1
+    limit_pct: float | None = None  # None: the board's limit from the instrument's code
     start: str | None = None
     end: str | None = None
     risk_free: float = 0.0  # annual
@@ -169,6 +179,7 @@ def override(cfg: T, **changes: Any) -> T:
 
 __all__ = [
     "FEATURE_NAMES",
+    "FILLS",
     "HORIZON",
     "N_FEATURES",
     "N_POSITIONS",
