@@ -1,34 +1,54 @@
 """Daily backtest of positions 0..10 with costs, optional A-share rules and baselines.
 
-Accounting (exact, vectorised with a cumulative product): the position p_t set at close t is a
-target exposure w_t = p_t / 10 of equity, held from close t to close t+1 (fractional shares,
-rebalanced at every close). Over day t equity grows by g_t = 1 + w_{t-1} r_t and the holding
-drifts to w~_t = w_{t-1} (1 + r_t) / g_t; rebalancing to w_t at the close trades the notional
-|w_t E_t - w~_t E~_t| and pays cost c = (cost_bps + slippage_bps) / 1e4 on it, on that day.
-Solving for the post-trade equity E_t gives the factor f_t = (1 + c w~_t) / (1 + c w_t) on a buy
-and (1 - c w~_t) / (1 - c w_t) on a sell, so E_t = prod(g f). A unit of turnover is a notional
-equal to the equity: a position change of 10 up to the day's drift. The book starts in cash.
+Accounting (exact, vectorised with cumulative products): the position p_t decided at close t is
+a target exposure w_t = p_t / 10 of equity (fractional shares). It trades at a fill price:
 
-A-share rules (cfg.ashare_rules): the position cannot rise on a limit-up close nor fall on a
-limit-down close (close / previous close - 1 within 1e-4 of +-limit_pct). T+1 needs no extra
-rule here: shares bought at close t can first be sold at close t+1, the next decision.
+- fill="close" (market-on-close): at close t itself, so w_t earns close t -> close t+1.
+- fill="next-open" (the default; a signal from today's close cannot trade at that close): at
+  open t+1. Day t+1's return splits into the overnight part close t -> open t+1, earned by the
+  old exposure, and the session open t+1 -> close t+1, earned by w_t. Data without opens (a
+  close-only table) fall back to the close fill, and metrics["fill"] says "close"; a single
+  missing open fills that day at its close.
+
+With h_t the exposure traded to at day t's fill (w_t for the close fill, w_{t-1} for next-open,
+cash before the first fill), x_{t-1} yesterday's exposure drifted to yesterday's close, gap
+a_t = fill_t / close_{t-1} - 1 and session s_t = close_t / fill_t - 1 (0 for the close fill):
+overnight the equity grows by g_t = 1 + x_{t-1} a_t and the holding drifts to
+d_t = x_{t-1} (1 + a_t) / g_t; trading to h_t at the fill moves the notional |h_t E - d_t E~|
+and pays c on it, c = (cost_bps + slippage_bps) / 1e4 on a buy and that plus stamp_duty_bps / 1e4
+on a sell. Solving for the post-trade equity gives f_t = (1 + c d_t) / (1 + c h_t) on a buy and
+(1 - c d_t) / (1 - c h_t) on a sell; the session then grows it by 1 + h_t s_t and leaves
+x_t = h_t (1 + s_t) / (1 + h_t s_t). Equity E_t = prod(g f (1 + h s)). A unit of turnover is a
+notional equal to the equity: a position change of 10 up to the drift. The book starts in cash.
+
+A one-bar delay (metrics delay_1_*) trades every decision one bar later than the fill says: how
+much of the result rests on acting within the bar.
+
+A-share rules (cfg.ashare_rules, engine/backtest/ashare.py): the exposure cannot rise at a fill
+at limit-up nor fall at a fill at limit-down (against the previous close, on the board's limit
+rounded to the 0.01 tick; prices must be raw). T+1 needs no extra rule: shares bought at one
+fill can first be sold at the next, a day later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from engine.backtest.ashare import apply_limits, daily_limits, limit_days
 from engine.backtest.metrics import compute_metrics, drawdown
-from engine.config import HORIZON, BacktestConfig
+from engine.backtest.stats import probabilistic_sharpe, sharpe_statistics
+from engine.config import FILLS, HORIZON, BacktestConfig
 from engine.regime import causal_labels, regime_names
 
 FORECAST_GAIN = 5.0  # follow_forecast: position 5 + gain * (predicted 1-day log return / daily vol)
 VOL_DAYS = 20  # trailing days of the follow_forecast volatility
-LIMIT_TOL = 1e-4
+NO_OPENS = "the data have no opens: decisions fill at the close"
 
 Array = np.ndarray | torch.Tensor
 
@@ -41,57 +61,48 @@ class BacktestResult:
     per_regime: dict[str, dict] = field(default_factory=dict)
 
 
-def _cost(cfg: BacktestConfig) -> float:
-    return (cfg.cost_bps + cfg.slippage_bps) / 1e4
+def _shift(x: Array) -> Array:
+    """x one step later along the last axis, 0 in front (numpy or torch)."""
+    if isinstance(x, torch.Tensor):
+        return torch.nn.functional.pad(x[..., :-1], (1, 0))
+    return np.concatenate([np.zeros_like(x[..., :1]), x[..., :-1]], axis=-1)
 
 
-def _daily_factors(returns: Array, weights: Array, cost: float) -> tuple[Array, Array]:
-    """Growth factors g*f [..., T] and traded notional / pre-trade equity [..., T].
+def _daily_factors(gap: Array, weights: Array, buy_cost: float, sell_cost: float,
+                   session: Array | None = None) -> tuple[Array, Array]:
+    """Growth factors g f (1 + h s) [..., T] and traded notional / pre-trade equity [..., T].
 
-    returns[..., t] = close_t / close_{t-1} - 1 (index 0 unused: the book starts in cash);
-    weights[..., t] = exposure chosen at close t. Works on numpy arrays and torch tensors.
+    gap[..., t] = fill_t / close_{t-1} - 1 (index 0 unused: the book starts in cash);
+    session[..., t] = close_t / fill_t - 1 (None: fills at the close); weights[..., t] = the
+    exposure h_t traded to at day t's fill. Works on numpy arrays and torch tensors.
     """
-    if isinstance(weights, torch.Tensor):
-        prev = torch.nn.functional.pad(weights[..., :-1], (1, 0))
-    else:
-        prev = np.concatenate([np.zeros_like(weights[..., :1]), weights[..., :-1]], axis=-1)
-    held = prev * returns
+    prev = _shift(weights)
+    if session is not None:
+        s = _shift(session)
+        prev = prev * (1.0 + s) / (1.0 + prev * s)  # x: yesterday's exposure at yesterday's close
+    held = prev * gap
     held[..., 0] = 0.0
     growth = 1.0 + held
-    drift = (prev + held) / growth  # w~: yesterday's exposure after today's move
+    drift = (prev + held) / growth  # d: that exposure after the move to today's fill
     sign = (weights >= drift) * 2 - 1  # +1 buy, -1 sell; integer so torch keeps float64
+    sells = (sign < 0).to(weights.dtype) if isinstance(sign, torch.Tensor) else sign < 0  # float64 in torch
+    cost = buy_cost + (sell_cost - buy_cost) * sells
     factor = (1.0 + cost * (sign * drift)) / (1.0 + cost * (sign * weights))
     traded = abs(weights * factor - drift)
+    if session is not None:
+        factor = factor * (1.0 + weights * session)
     return growth * factor, traded
 
 
 def backtest_equity(close_returns: Array, positions: Array, cost: float) -> Array:
-    """Final equity [B] of position paths [B, T] (0..10) on one series; the batched fast path.
+    """Final equity [B] of position paths [B, T] (0..10) filled at the close; the batched fast path.
 
     close_returns [T]: close_t / close_{t-1} - 1 (index 0 unused). cost: fraction per unit of
-    turnover (bps / 1e4). Same accounting as run_backtest, numpy or torch (any device).
+    turnover (bps / 1e4), buys and sells. Same accounting as run_backtest with fill="close",
+    numpy or torch (any device).
     """
-    factors, _ = _daily_factors(close_returns, positions / 10.0, cost)
+    factors, _ = _daily_factors(close_returns, positions / 10.0, cost, cost)
     return factors.prod(-1)
-
-
-def _limit_days(close: np.ndarray, limit_pct: float) -> tuple[np.ndarray, np.ndarray]:
-    change = np.concatenate(([0.0], close[1:] / close[:-1] - 1.0))
-    return change >= limit_pct - LIMIT_TOL, change <= -limit_pct + LIMIT_TOL
-
-
-def apply_ashare_rules(positions: np.ndarray, close: np.ndarray, limit_pct: float) -> np.ndarray:
-    """Positions after blocking rises on limit-up closes and falls on limit-down closes.
-
-    Only limit days are visited (a few per cent of days), in date order, so each sees its
-    predecessor's final position.
-    """
-    up, down = _limit_days(close, limit_pct)
-    out = positions.copy()
-    for t in np.flatnonzero(up | down):
-        before = out[t - 1] if t > 0 else 0
-        out[t] = min(out[t], before) if up[t] else max(out[t], before)
-    return out
 
 
 def _sma_positions(close: pd.Series, fast: int, slow: int) -> pd.Series:
@@ -112,22 +123,78 @@ def forecast_positions(close: pd.Series, predicted: pd.DataFrame) -> pd.Series:
     return (5.0 + FORECAST_GAIN * score).round().clip(0, 10).fillna(5.0).astype(np.int64)
 
 
-def _simulate(close: pd.Series, positions: np.ndarray, cfg: BacktestConfig) -> dict[str, np.ndarray]:
-    """Daily arrays of one position path on the backtest days."""
-    c = close.to_numpy(dtype=np.float64)
+@dataclass
+class Tape:
+    """What a backtest's days offer a trader: fill prices, their returns and the limit days."""
+
+    fill: str  # the fill actually used: "next-open" or "close" (data without opens)
+    lag: int  # bars from a decision to its fill: 1 for next-open, 0 for close
+    gap: np.ndarray  # fill_t / close_{t-1} - 1
+    session: np.ndarray | None  # close_t / fill_t - 1; None for the close fill
+    up: np.ndarray  # fill at limit-up (only with A-share rules)
+    down: np.ndarray
+    buy_cost: float
+    sell_cost: float
+    note: str | None = None  # why the fill differs from the one asked for
+
+
+def make_tape(close: pd.Series, days: pd.DatetimeIndex, cfg: BacktestConfig,
+              opens: pd.Series | None = None, instrument: str = "") -> Tape:
+    """The tape of `days` (close: full history, for the close before the first day)."""
+    if cfg.fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, not {cfg.fill!r}")
+    c = close.loc[days].to_numpy()
+    reference = close.shift(1).loc[days].to_numpy()  # previous close (NaN before the first bar)
+    o = None if opens is None else opens.reindex(days).to_numpy(dtype=np.float64)
+    usable = None if o is None else np.isfinite(o) & (o > 0)
+    note = NO_OPENS if cfg.fill == "next-open" and (usable is None or not usable.any()) else None
+    fill = "close" if cfg.fill == "close" or note else "next-open"
+    price = np.where(usable, o, c) if fill == "next-open" else c
+    if fill == "next-open" and not usable.all():
+        note = f"{int((~usable).sum())} day(s) without an open fill at their close"
+    gap = np.nan_to_num(price / reference - 1.0)
+    session = c / price - 1.0 if fill == "next-open" else None
     if cfg.ashare_rules:
-        positions = apply_ashare_rules(positions, c, cfg.limit_pct)
-    returns = np.concatenate(([0.0], c[1:] / c[:-1] - 1.0))
-    weights = positions / 10.0
-    factors, traded = _daily_factors(returns, weights, _cost(cfg))
-    held = np.concatenate(([0.0], weights[:-1]))
-    return {"position": positions, "returns": factors - 1.0, "held": held, "traded": traded,
+        up, down = limit_days(reference, price, daily_limits(instrument, days, cfg.limit_pct))
+    else:
+        up = down = np.zeros(len(days), dtype=bool)
+    trade = (cfg.cost_bps + cfg.slippage_bps) / 1e4
+    return Tape(fill, 1 if fill == "next-open" else 0, gap, session, up, down, trade,
+                trade + cfg.stamp_duty_bps / 1e4, note)
+
+
+def _lagged(decided: np.ndarray, lag: int) -> np.ndarray:
+    """The position traded at each day's fill: the decision `lag` bars earlier, cash before."""
+    return np.concatenate([np.zeros(lag, dtype=decided.dtype), decided[: len(decided) - lag]])
+
+
+def _simulate(tape: Tape, decided: np.ndarray, delay: int = 0) -> dict[str, np.ndarray]:
+    """Daily arrays of one path of decisions (0..10 per close), `delay` extra bars late."""
+    lag = tape.lag + delay
+    executed = apply_limits(_lagged(decided, lag), tape.up, tape.down)
+    weights = executed / 10.0
+    factors, traded = _daily_factors(tape.gap, weights, tape.buy_cost, tape.sell_cost, tape.session)
+    # the decision of close t as executed; the last `lag` decisions never reach a fill here
+    position = np.concatenate([executed[lag:], decided[len(decided) - lag:]]) if lag else executed
+    held = _shift(weights) if tape.session is None else weights  # exposure through day t's move
+    return {"position": position, "returns": factors - 1.0, "held": held, "traded": traded,
             "equity": np.cumprod(factors)}
 
 
 def _metrics(sim: dict[str, np.ndarray], bench: pd.Series, cfg: BacktestConfig, days=slice(None)) -> dict:
-    returns = pd.Series(sim["returns"], index=bench.index)
-    return compute_metrics(returns[days], bench[days], sim["held"][days], sim["traded"][days], cfg.risk_free)
+    """compute_metrics of the path with its Sharpe interval and probability (stats.py)."""
+    returns = pd.Series(sim["returns"], index=bench.index)[days]
+    m = compute_metrics(returns, bench[days], sim["held"][days], sim["traded"][days], cfg.risk_free)
+    return {**m, **sharpe_statistics(returns.to_numpy(), cfg.risk_free)}
+
+
+def deflate(result: BacktestResult, trials: Sequence[float], risk_free: float = 0.0) -> BacktestResult:
+    """Add deflated_sharpe and trials to result.metrics when 2+ backtests (these earlier Sharpe
+    ratios on the same data, and this one) were tried: the best of many tries looks good by luck."""
+    returns = result.frame["strategy_return"].to_numpy()
+    tried = sharpe_statistics(returns, risk_free, trials=[*trials, result.metrics["sharpe"]])
+    result.metrics.update({k: tried[k] for k in ("deflated_sharpe", "trials") if k in tried})
+    return result
 
 
 def _checked_positions(positions: pd.Series, index: pd.DatetimeIndex) -> np.ndarray:
@@ -144,6 +211,9 @@ def run_backtest(
     cfg: BacktestConfig,
     regimes: pd.Series | None = None,
     predicted: pd.DataFrame | None = None,
+    *,
+    opens: pd.Series | None = None,
+    instrument: str = "",
 ) -> BacktestResult:
     """Backtest positions (decided at each close) over cfg.start..cfg.end, next to baselines.
 
@@ -151,11 +221,16 @@ def run_backtest(
     spans the days of cfg's range that lie within the positions' first and last date. regimes:
     labels (-1..2) or names per date; by default causal_labels of close. predicted: 7 predicted
     closes per date (first column = t+1). per_regime attributes each day's return to the regime
-    known when its position was set (the previous close).
+    known when its position was set (the previous close). opens: the day's opens (raw prices, as
+    close) for the next-open fill; without them decisions fill at the close. instrument: the name
+    holding the exchange code, for the A-share board's limit.
 
-    frame (index "date"): close, position (after A-share rules), exposure, regime (name or ""),
-    strategy_return, strategy_equity, benchmark_equity (close / first close, no costs),
-    drawdown, pred_1..pred_7 (with predicted) and <baseline>_equity (with costs).
+    frame (index "date"): close, position (the decision at that close as executed, after the
+    A-share rules), exposure, regime (name or ""), strategy_return, strategy_equity,
+    benchmark_equity (close / first close, no costs), drawdown, pred_1..pred_7 (with predicted)
+    and <baseline>_equity (same fill, costs and rules). metrics add fill (and fill_note where the
+    fill is not as asked), delay_1_sharpe and delay_1_total_return, sharpe_ci,
+    probabilistic_sharpe and probabilistic_sharpe_vs_buy_and_hold (deflate adds deflated_sharpe).
     """
     close = close.astype(np.float64).dropna()
     first, last = positions.first_valid_index(), positions.last_valid_index()
@@ -173,7 +248,9 @@ def run_backtest(
     regime = regime.fillna("").astype(str)
     c = close.loc[days]
     bench = c.pct_change().fillna(0.0)
-    sim = _simulate(c, _checked_positions(positions, days), cfg)
+    tape = make_tape(close, days, cfg, opens, instrument)
+    decided = _checked_positions(positions, days)
+    sim = _simulate(tape, decided)
     frame = pd.DataFrame({
         "close": c, "position": sim["position"], "exposure": sim["position"] / 10.0,
         "regime": regime, "strategy_return": sim["returns"], "strategy_equity": sim["equity"],
@@ -185,13 +262,22 @@ def run_backtest(
         frame[[f"pred_{h}" for h in range(1, pred.shape[1] + 1)]] = pred.to_numpy()
     baselines = {}
     for name, path in _baseline_positions(close, days, cfg, predicted).items():
-        base = _simulate(c, path, cfg)
+        base = _simulate(tape, path)
         baselines[name] = _metrics(base, bench, cfg)
         frame[f"{name}_equity"] = base["equity"]
-    decided = regime.shift(1).fillna("")
-    per_regime = {name: _metrics(sim, bench, cfg, (decided == name).to_numpy())
-                  for name in sorted(set(decided) - {""})}
-    return BacktestResult(frame, _metrics(sim, bench, cfg), baselines, per_regime)
+    late = compute_metrics(pd.Series(_simulate(tape, decided, delay=1)["returns"], index=days),
+                           risk_free=cfg.risk_free)
+    held_sharpe = baselines["buy_and_hold"]["sharpe"]
+    vs_held = None if held_sharpe is None else probabilistic_sharpe(sim["returns"], held_sharpe, cfg.risk_free)
+    metrics = {**_metrics(sim, bench, cfg), "probabilistic_sharpe_vs_buy_and_hold": vs_held,
+               "fill": tape.fill, "delay_1_sharpe": late["sharpe"],
+               "delay_1_total_return": late["total_return"]}
+    if tape.note:
+        metrics["fill_note"] = tape.note
+    decided_in = regime.shift(1).fillna("")
+    per_regime = {name: _metrics(sim, bench, cfg, (decided_in == name).to_numpy())
+                  for name in sorted(set(decided_in) - {""})}
+    return BacktestResult(frame, metrics, baselines, per_regime)
 
 
 def _baseline_positions(close: pd.Series, days: pd.DatetimeIndex, cfg: BacktestConfig,
@@ -212,11 +298,12 @@ def stitch_blocks(
     cfg: BacktestConfig,
     regimes: pd.Series | None = None,
     predicted: pd.DataFrame | None = None,
+    **market: Any,
 ) -> BacktestResult:
     """One backtest over stitched out-of-sample pieces (start, end, positions), in date order.
 
     Each piece contributes its positions within [start, end]; pieces must neither overlap nor
-    leave trading days between them uncovered.
+    leave trading days between them uncovered. market: run_backtest's opens and instrument.
     """
     parts = [p.loc[pd.Timestamp(s): pd.Timestamp(e)].dropna() for s, e, p in pieces]
     stitched = pd.concat([p for p in parts if len(p)])
@@ -228,15 +315,17 @@ def stitch_blocks(
         raise ValueError(f"walk-forward pieces leave {len(missing)} days uncovered, "
                          f"first {missing[0].date()}")
     window = replace(cfg, start=str(span[0].date()), end=str(span[-1].date()))
-    return run_backtest(close, stitched, window, regimes, predicted)
+    return run_backtest(close, stitched, window, regimes, predicted, **market)
 
 
 __all__ = [
     "FORECAST_GAIN",
     "BacktestResult",
-    "apply_ashare_rules",
+    "Tape",
     "backtest_equity",
+    "deflate",
     "forecast_positions",
+    "make_tape",
     "run_backtest",
     "stitch_blocks",
 ]

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.cli.core import BadInput, Output, UsageError, command, iso_date, open_store
-from engine.config import BacktestConfig
+from engine.config import FILLS, BacktestConfig
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +63,11 @@ def _configure_backtest(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cost-bps", type=float, default=defaults.cost_bps,
                         help="cost per unit of turnover, basis points (default %(default)s)")
     parser.add_argument("--slippage-bps", type=float, default=defaults.slippage_bps)
+    parser.add_argument("--stamp-duty-bps", type=float, default=defaults.stamp_duty_bps,
+                        help="tax on sales only, basis points (A-shares: 5; default %(default)s)")
+    parser.add_argument("--fill", choices=FILLS, default=defaults.fill,
+                        help="a close's decision trades at the next open or at that close "
+                             "(data without opens fill at the close; default %(default)s)")
     parser.add_argument("--ashare-rules", action="store_true",
                         help="no buying at a limit-up close, no selling at a limit-down close, T+1")
     parser.add_argument("--risk-free", type=float, default=0.0, help="annual risk-free rate")
@@ -93,7 +98,8 @@ def run_backtest_command(args: argparse.Namespace) -> Output:
     from engine.events import run_to_end
     from engine.jobs.backtest import backtest_job
 
-    cfg = BacktestConfig(cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
+    cfg = BacktestConfig(fill=args.fill, cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
+                         stamp_duty_bps=args.stamp_duty_bps,
                          ashare_rules=args.ashare_rules, start=args.start, end=args.end,
                          risk_free=args.risk_free)
     store = open_store(args)
@@ -118,6 +124,7 @@ def run_backtest_command(args: argparse.Namespace) -> Output:
     result = record.result
     data = {"backtest_id": record.backtest_id, "run_id": record.run_id, "dataset": record.dataset,
             "start": record.config["start"], "end": record.config["end"],
+            "period": [record.config["start"], record.config["end"]],
             "metrics": result.metrics, "baselines": result.baselines,
             "per_regime": result.per_regime, "walk_forward": record.config.get("walk_forward")}
     lines = [f"backtest {record.backtest_id}: {record.dataset} {data['start']} .. {data['end']}",

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest.run import BacktestResult, forecast_positions, run_backtest
+from engine.backtest.run import BacktestResult, deflate, forecast_positions, run_backtest
 from engine.backtest.signals import export_signals
+from engine.backtest.stats import recorded_sharpes
 from engine.checkpoint import file_sha256, load_checkpoint
 from engine.config import HORIZON, BacktestConfig, DataConfig, to_dict
 from engine.data import BarTable, WindowSet, build_windows, chronological_split, load_bars
@@ -168,7 +169,8 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
         raise InterruptedError
     positions, predicted = positions_for(src, ws, days)
     close = pd.Series(ws.close, index=ws.dates)
-    return run_backtest(close, positions, cfg, predicted=predicted)
+    return run_backtest(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
+                        instrument=bars.instrument)
 
 
 @dataclass
@@ -192,7 +194,8 @@ def record_backtest(store: RunStore, src: Source, model_ref: str, data: str, bar
                     cfg: BacktestConfig, result: BacktestResult, **extra: object) -> BacktestRecord:
     """Record a finished backtest of `src` on `data` (extra: more config keys, e.g. the folds)."""
     frame = result.frame
-    config = {**to_dict(cfg), "start": f"{frame.index[0]:%Y-%m-%d}",
+    deflate(result, recorded_sharpes(store, bars.fingerprint), cfg.risk_free)  # runs tried on these bars
+    config = {**to_dict(cfg), "fingerprint": bars.fingerprint, "start": f"{frame.index[0]:%Y-%m-%d}",
               "end": f"{frame.index[-1]:%Y-%m-%d}", "source": model_ref, "kind": src.kind,
               "instrument": bars.instrument, "checkpoint_sha256": src.sha256,
               "trained_on": src.datasets, **extra}

@@ -81,7 +81,8 @@ def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConf
         fold_runs.append({"start": start, "end": end,
                           "runs": [price.run_id] + ([fold.run_id] if fold is not price else [])})
     close = pd.Series(ws.close, index=ws.dates)
-    result = stitch_blocks(close, pieces, cfg, predicted=pd.concat(predicted))
+    result = stitch_blocks(close, pieces, cfg, predicted=pd.concat(predicted), opens=bars.frame["open"],
+                           instrument=bars.instrument)
     done = record_backtest(store, src, model_ref, data, bars, cfg, result, walk_forward=fold_runs)
     yield Progress(len(blocks), len(blocks), "done")
     return done

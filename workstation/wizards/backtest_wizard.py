@@ -30,12 +30,13 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from engine.config import BacktestConfig
+from engine.backtest.ashare import board_limit
+from engine.config import FILLS, BacktestConfig
 from engine.data.io import BarTable
 from engine.events import CancelToken, Event
 from engine.jobs.backtest import Source, backtest_job, default_period, load_source, overlaps_training
 from engine.store import RunStore
-from workstation.wizards.fields import dspin, error_label, remember_fields, restore_fields
+from workstation.wizards.fields import combo, dspin, error_label, remember_fields, restore_fields
 
 SETTINGS_GROUP = "wizard/backtest"
 KINDS = {"strategy": "strategy (its positions)", "price": "price (follow the forecast)"}
@@ -207,23 +208,31 @@ class CostsPage(QWizardPage):
         self.cost_bps = dspin(0.0, 500.0, defaults.cost_bps, "Commission and fees in basis points per unit "
                                "of turnover (a position change of 10 = one unit)", decimals=1, step=1.0)
         self.slippage_bps = dspin(0.0, 500.0, defaults.slippage_bps, "Extra cost of trading at a worse price "
-                                   "than the close, in basis points", decimals=1, step=1.0)
+                                   "than the fill price, in basis points", decimals=1, step=1.0)
+        self.stamp_duty_bps = dspin(0.0, 100.0, defaults.stamp_duty_bps, "Tax on sales only, in basis points "
+                                     "(A-shares: 5 since 2023-08-28, 10 before)", decimals=1, step=1.0)
+        self.fill = combo(FILLS, "When a decision taken at a close trades: at the next open, or at that close "
+                                 "(market-on-close); data without opens fill at the close")
+        self.fill.setCurrentText(defaults.fill)
         self.ashare = QCheckBox("A-share rules")
-        self.ashare.setToolTip("No buying on a limit-up close, no selling on a limit-down close (T+1 holds "
-                               "by construction: positions change once a day at the close)")
-        self.limit_pct = dspin(0.01, 0.5, defaults.limit_pct, "Daily price limit (0.10 main board, 0.20 "
-                                "STAR/ChiNext)", decimals=2)
+        self.ashare.setToolTip("No buying at a limit-up fill, no selling at a limit-down fill (T+1 holds "
+                               "by construction: positions change once a day)")
+        self.limit_pct = dspin(0.01, 0.5, board_limit(""), "Daily price limit (0.10 main board, 0.05 ST, "
+                                "0.20 STAR/ChiNext, 0.30 Beijing; set from the code)", decimals=2)
         self.risk_free = dspin(0.0, 0.2, defaults.risk_free, "Annual risk-free rate for Sharpe and Sortino",
                                 decimals=3, step=0.005)
         form = QFormLayout(self)
-        for label, widget in (("Cost (bps)", self.cost_bps), ("Slippage (bps)", self.slippage_bps),
+        for label, widget in (("Fill", self.fill), ("Cost (bps)", self.cost_bps),
+                              ("Slippage (bps)", self.slippage_bps), ("Stamp duty (bps)", self.stamp_duty_bps),
                               ("", self.ashare), ("Price limit", self.limit_pct),
                               ("Risk-free rate", self.risk_free)):
             form.addRow(label, widget)
         self.ashare.toggled.connect(self.limit_pct.setEnabled)
 
     def initializePage(self) -> None:
-        self.ashare.setChecked(self.wizard().period_page.bars().market == "cn")
+        bars = self.wizard().period_page.bars()
+        self.ashare.setChecked(bars.market == "cn")
+        self.limit_pct.setValue(board_limit(bars.instrument))
         self.limit_pct.setEnabled(self.ashare.isChecked())
 
 
@@ -264,15 +273,18 @@ class BacktestWizard(QWizard):
     def request(self) -> BacktestRequest:
         start, end = self.period_page.period()
         c = self.costs_page
-        cfg = BacktestConfig(cost_bps=c.cost_bps.value(), slippage_bps=c.slippage_bps.value(),
-                             ashare_rules=c.ashare.isChecked(), limit_pct=c.limit_pct.value(),
+        limit = c.limit_pct.value()  # the board's own limit: None lets the engine date its changes
+        by_code = limit == board_limit(self.period_page.bars().instrument)
+        cfg = BacktestConfig(fill=c.fill.currentText(), cost_bps=c.cost_bps.value(),
+                             slippage_bps=c.slippage_bps.value(), stamp_duty_bps=c.stamp_duty_bps.value(),
+                             ashare_rules=c.ashare.isChecked(), limit_pct=None if by_code else limit,
                              risk_free=c.risk_free.value(), start=start, end=end)
         return BacktestRequest(self.source_page.run_id(), self.period_page.data(), cfg)
 
     def _fields(self) -> dict:
         c = self.costs_page
-        return {"cost_bps": c.cost_bps, "slippage_bps": c.slippage_bps, "limit_pct": c.limit_pct,
-                "risk_free": c.risk_free}
+        return {"fill": c.fill, "cost_bps": c.cost_bps, "slippage_bps": c.slippage_bps,
+                "stamp_duty_bps": c.stamp_duty_bps, "risk_free": c.risk_free}
 
     def _restore(self) -> None:
         restore_fields(SETTINGS_GROUP, self._fields())
