@@ -108,7 +108,7 @@ EXPORT_CHILD = textwrap.dedent("""
     import numpy as np, pandas as pd
     from engine.backtest.signals import export_signals
     days = pd.bdate_range("1990-01-01", periods=8000)
-    frame = pd.DataFrame({"position": np.arange(len(days)) % 11, "exposure": 0.5,
+    frame = pd.DataFrame({"close": 3000.0, "position": np.arange(len(days)) % 11, "exposure": 0.5,
                           "regime": "bull"}, index=days)
     for h in range(1, 8):
         frame[f"pred_{h}"] = np.linspace(1, 2, len(days)) * h
