@@ -99,6 +99,10 @@ def test_backtest_defaults_to_held_out_period_and_reports_baselines(pipeline):
     # the default period is the test split: its start lies after the training windows' targets
     assert pd.Timestamp(bt["start"]) > pd.Timestamp("2016-01-01")
     assert bt["metrics"]["max_drawdown"] <= 0
+    assert bt["period"] == [bt["start"], bt["end"]] and bt["metrics"]["fill"] == "next-open"
+    low, high = bt["metrics"]["sharpe_ci"]
+    assert low < bt["metrics"]["sharpe"] < high and 0 <= bt["metrics"]["probabilistic_sharpe"] <= 1
+    assert {"delay_1_sharpe", "delay_1_total_return", "probabilistic_sharpe_vs_buy_and_hold"} <= set(bt["metrics"])
 
 
 def test_exported_csv_rows_match_the_backtest_frame(pipeline):
@@ -120,9 +124,19 @@ def test_walk_forward_from_the_cli_records_its_folds(pipeline, capsys):
     assert code == 0
     assert len(out["walk_forward"]) == 2
     assert set(out["baselines"]) >= {"buy_and_hold", "follow_forecast"}
+    # the pipeline's backtest was tried on the same bars before: the Sharpe ratio is deflated
+    assert out["metrics"]["trials"] >= 2 and 0 <= out["metrics"]["deflated_sharpe"] <= 1
     code = cli.main(["--db", str(pipeline["db"]), "backtest", "--run", pipeline["price"]["run_id"],
                      "--data", "spx", "--walk-forward", "0"])
     assert code == 2 and "at least one fold" in capsys.readouterr().err
+
+
+def test_backtest_fill_choice_reaches_the_result(pipeline, capsys):
+    code, out = run_cli(capsys, "--db", str(pipeline["db"]), "backtest", "--run", pipeline["price"]["run_id"],
+                        "--data", "spx", "--fill", "close", "--stamp-duty-bps", "5")
+    assert code == 0 and out["metrics"]["fill"] == "close"
+    assert cli.main(["--db", str(pipeline["db"]), "backtest", "--run", pipeline["price"]["run_id"],
+                     "--data", "spx", "--fill", "vwap"]) == 2
 
 
 def test_forecast_prints_seven_dated_prices(pipeline, capsys):
