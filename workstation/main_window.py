@@ -196,7 +196,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
             return self.train_wizard
         self.train_wizard = TrainWizard(self.data_panel.sources(), self.data_panel.bars, self.store,
-                                        self.palette_, self)
+                                        self.palette_, self, selected=self.data_panel.current_source())
         self.train_wizard.accepted.connect(lambda: self.start_training(self.train_wizard.request()))
         self.train_wizard.open()
         return self.train_wizard
@@ -217,7 +217,8 @@ class MainWindow(QMainWindow):
         return self.backtest_wizard
 
     def start_backtest(self, request: BacktestRequest) -> None:
-        self._start_job(request.job(self.store), f"Backtest of {request.source} on {request.data}", "equityDock")
+        kind = f"Walk-forward ({request.folds} folds)" if request.folds else "Backtest"
+        self._start_job(request.job(self.store), f"{kind} of {request.source} on {request.data}", "equityDock")
 
     def resume_run(self, run_id: str) -> None:
         record = self.store.get_run(run_id)

@@ -353,7 +353,7 @@ class TrainingPanel(QWidget):
             self._show_banner(f"Training failed at step {last}: {_summary(e.error)}", "error")
         elif e.status == "cancelled":
             self._show_banner(f"Cancelled at step {last}; the run is recorded as cancelled.", "warn")
-        elif e.early_stopped:
+        elif getattr(e, "early_stopped", False):  # a walk-forward trains, then ends in a BacktestRecord
             self._add_stop_line(last, "early stop", self.palette_.warn)
         self.title.setText(f"{self.title.text().split(' · ')[0]} · {e.status}")
 

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDateEdit,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -35,8 +34,17 @@ from engine.config import FILLS, BacktestConfig
 from engine.data.io import BarTable
 from engine.events import CancelToken, Event
 from engine.jobs.backtest import Source, backtest_job, default_period, load_source, overlaps_training
+from engine.jobs.walkforward import walk_forward_job
 from engine.store import RunStore
-from workstation.wizards.fields import combo, dspin, error_label, remember_fields, restore_fields
+from workstation.wizards.fields import (
+    DateField,
+    combo,
+    dspin,
+    error_label,
+    remember_fields,
+    restore_fields,
+    spin,
+)
 
 SETTINGS_GROUP = "wizard/backtest"
 KINDS = {"strategy": "strategy (its positions)", "price": "price (follow the forecast)"}
@@ -47,8 +55,13 @@ class BacktestRequest:
     source: str  # a run id
     data: str  # a sample name or file path
     cfg: BacktestConfig
+    folds: int = 0  # above 0: walk-forward, retraining the run before each of this many blocks
+    fraction: float = 0.5  # share of the history the walk-forward blocks cover
 
     def job(self, store: RunStore) -> Callable[[CancelToken], Iterator[Event]]:
+        if self.folds:
+            return lambda cancel: walk_forward_job(self.source, self.data, folds=self.folds, cfg=self.cfg,
+                                                   store=store, fraction=self.fraction, cancel=cancel)
         return lambda cancel: backtest_job(self.source, self.data, cfg=self.cfg, store=store, cancel=cancel)
 
 
@@ -104,10 +117,11 @@ class PeriodPage(QWizardPage):
         self.dataset = QComboBox()
         for label, source in sources:
             self.dataset.addItem(label, source)
-        self.start, self.end = QDateEdit(), QDateEdit()
-        for edit in (self.start, self.end):
-            edit.setCalendarPopup(True)
-            edit.setDisplayFormat("yyyy-MM-dd")
+        self.start, self.end = DateField("First day traded"), DateField("Last day traded")
+        self.folds = spin(0, 50, 0, "Walk-forward: retrain the run's recipe before each of this many "
+                          "blocks of the latest history, on data up to the block only, and trade the "
+                          "stitched blocks (slow: one training per fold)", special="off")
+        self.fraction = dspin(0.1, 0.9, 0.5, "Share of the usable history the walk-forward blocks cover")
         self.default_button = QPushButton("Held-out period")
         self.default_button.setToolTip("Reset the period to the held-out default for this model and dataset")
         self.info = QLabel()
@@ -125,6 +139,11 @@ class PeriodPage(QWizardPage):
         form = QFormLayout()
         form.addRow("Dataset", self.dataset)
         form.addRow("Period", dates)
+        walk = QHBoxLayout()
+        for widget in (self.folds, QLabel("folds over the last"), self.fraction, QLabel("of the history")):
+            walk.addWidget(widget)
+        walk.addStretch(1)
+        form.addRow("Walk-forward", walk)
         layout = QVBoxLayout(self)  # word-wrapped labels outside the form get their full height
         layout.addLayout(form)
         for label in (self.info, self.warning, self.error):
@@ -134,6 +153,18 @@ class PeriodPage(QWizardPage):
         self.default_button.clicked.connect(self.reset_period)
         for edit in (self.start, self.end):
             edit.dateChanged.connect(self._check_overlap)
+        self.folds.valueChanged.connect(self._on_folds)
+        self._on_folds(0)
+
+    def _on_folds(self, folds: int) -> None:
+        """Walk-forward picks its own blocks: the period does not apply."""
+        for widget in (self.start, self.end, self.default_button):
+            widget.setEnabled(not folds)
+        self.fraction.setEnabled(bool(folds))
+        if folds:
+            self.warning.setVisible(False)
+        else:
+            self._check_overlap()
 
     def initializePage(self) -> None:
         self.src = self.wizard().source()
@@ -181,7 +212,7 @@ class PeriodPage(QWizardPage):
         self._check_overlap()
 
     def _check_overlap(self) -> None:
-        if self.src is None:
+        if self.src is None or self.folds.value():
             return
         start, _ = self.period()
         overlaps = overlaps_training(self.src, self.bars(), start)
@@ -219,13 +250,14 @@ class CostsPage(QWizardPage):
                                "by construction: positions change once a day)")
         self.limit_pct = dspin(0.01, 0.5, board_limit(""), "Daily price limit (0.10 main board, 0.05 ST, "
                                 "0.20 STAR/ChiNext, 0.30 Beijing; set from the code)", decimals=2)
-        self.risk_free = dspin(0.0, 0.2, defaults.risk_free, "Annual risk-free rate for Sharpe and Sortino",
-                                decimals=3, step=0.005)
+        self.risk_free = dspin(0.0, 20.0, defaults.risk_free * 100, "Annual risk-free rate, in percent, "
+                                "subtracted in Sharpe and Sortino", decimals=2, step=0.25)
+        self.risk_free.setSuffix(" %")
         form = QFormLayout(self)
         for label, widget in (("Fill", self.fill), ("Cost (bps)", self.cost_bps),
                               ("Slippage (bps)", self.slippage_bps), ("Stamp duty (bps)", self.stamp_duty_bps),
                               ("", self.ashare), ("Price limit", self.limit_pct),
-                              ("Risk-free rate", self.risk_free)):
+                              ("Risk-free rate (annual)", self.risk_free)):
             form.addRow(label, widget)
         self.ashare.toggled.connect(self.limit_pct.setEnabled)
 
@@ -278,13 +310,15 @@ class BacktestWizard(QWizard):
         cfg = BacktestConfig(fill=c.fill.currentText(), cost_bps=c.cost_bps.value(),
                              slippage_bps=c.slippage_bps.value(), stamp_duty_bps=c.stamp_duty_bps.value(),
                              ashare_rules=c.ashare.isChecked(), limit_pct=None if by_code else limit,
-                             risk_free=c.risk_free.value(), start=start, end=end)
-        return BacktestRequest(self.source_page.run_id(), self.period_page.data(), cfg)
+                             risk_free=c.risk_free.value() / 100, start=start, end=end)
+        p = self.period_page
+        return BacktestRequest(self.source_page.run_id(), p.data(), cfg, p.folds.value(), p.fraction.value())
 
     def _fields(self) -> dict:
         c = self.costs_page
         return {"fill": c.fill, "cost_bps": c.cost_bps, "slippage_bps": c.slippage_bps,
-                "stamp_duty_bps": c.stamp_duty_bps, "risk_free": c.risk_free}
+                "stamp_duty_bps": c.stamp_duty_bps, "risk_free_pct": c.risk_free,
+                "fraction": self.period_page.fraction}  # folds start off: each one is a training run
 
     def _restore(self) -> None:
         restore_fields(SETTINGS_GROUP, self._fields())

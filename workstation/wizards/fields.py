@@ -4,7 +4,18 @@ the value read/write pair that remembers any of them in QSettings."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QRadioButton, QSpinBox, QWidget
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDateTimeEdit,
+    QDoubleSpinBox,
+    QLabel,
+    QRadioButton,
+    QSpinBox,
+    QWidget,
+)
 
 
 def error_label() -> QLabel:
@@ -15,12 +26,14 @@ def error_label() -> QLabel:
     return label
 
 
-def spin(lo: int, hi: int, value: int, tip: str, step: int = 1) -> QSpinBox:
+def spin(lo: int, hi: int, value: int, tip: str, step: int = 1, special: str = "") -> QSpinBox:
+    """special: the text shown at the minimum when it means something else (0: "no limit")."""
     box = QSpinBox()
     box.setRange(lo, hi)
     box.setSingleStep(step)
     box.setValue(value)
     box.setToolTip(tip)
+    box.setSpecialValueText(special)
     return box
 
 
@@ -32,6 +45,31 @@ def dspin(lo: float, hi: float, value: float, tip: str, decimals: int = 2, step:
     box.setValue(value)
     box.setToolTip(tip)
     return box
+
+
+class DateField(QDateEdit):
+    """A yyyy-MM-dd date edit that takes a date typed over a selection of the whole text.
+
+    QDateEdit edits one section at a time: typing over a selected date was silently dropped, and a
+    typed "-" after a section that filled itself skipped the next one. Both are fixed here."""
+
+    def __init__(self, tip: str = "") -> None:
+        super().__init__()
+        self.setCalendarPopup(True)
+        self.setDisplayFormat("yyyy-MM-dd")
+        self.setToolTip(tip)
+        self._advanced = False  # the last digit filled its section and moved on to the next
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        text, line = event.text(), self.lineEdit()
+        if text.isdigit() and len(line.selectedText()) > len("yyyy"):  # more than one section selected
+            self.setSelectedSection(QDateTimeEdit.Section.YearSection)
+        if text and text in "-/." and self._advanced:
+            self._advanced = False
+            return
+        before = self.currentSectionIndex()
+        super().keyPressEvent(event)
+        self._advanced = text.isdigit() and self.currentSectionIndex() != before
 
 
 def combo(items: list[str], tip: str) -> QComboBox:

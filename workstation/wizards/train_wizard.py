@@ -16,15 +16,16 @@ import pandas as pd
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QDate, QSettings, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QButtonGroup,
-    QDateEdit,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QRadioButton,
     QVBoxLayout,
     QWidget,
@@ -51,7 +52,16 @@ from engine.training.price import price_split
 from workstation.charts import date_plot, fast_curve
 from workstation.theme import Palette
 from workstation.torchrun import torchrun_command, torchrun_job
-from workstation.wizards.fields import combo, dspin, error_label, remember_fields, restore_fields, spin
+from workstation.wizards.estimate import Plan, duration_text, plan, step_seconds
+from workstation.wizards.fields import (
+    DateField,
+    combo,
+    dspin,
+    error_label,
+    remember_fields,
+    restore_fields,
+    spin,
+)
 
 SETTINGS_GROUP = "wizard/train"
 STAGES = {"price": "Price network (stage 1)", "strategy": "Strategy network (stage 2, needs a price run)",
@@ -119,12 +129,8 @@ class DataPage(QWizardPage):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Unchecked)
             self.datasets.addItem(item)
-        self.start, self.end = QDateEdit(), QDateEdit()
-        for edit in (self.start, self.end):
-            edit.setCalendarPopup(True)
-            edit.setDisplayFormat("yyyy-MM-dd")
-        self.start.setToolTip("First bar used (inclusive)")
-        self.end.setToolTip("Last bar used (inclusive)")
+        self.start, self.end = DateField("First bar used (inclusive)"), DateField("Last bar used (inclusive)")
+        self.chosen_period: tuple[str, str] | None = None  # kept when the datasets change
         self.val_fraction = dspin(0.0, 0.5, 0.15, "Share of the most recent windows (before test) for "
                                    "validation: early stopping and the best checkpoint use it")
         self.test_fraction = dspin(0.0, 0.5, 0.15, "Share of the most recent windows kept for testing")
@@ -142,6 +148,7 @@ class DataPage(QWizardPage):
         self.datasets.itemChanged.connect(self._on_datasets)
         for widget in (self.start, self.end):
             widget.dateChanged.connect(self._update_preview)
+            widget.editingFinished.connect(self._keep_period)
         for widget in (self.val_fraction, self.test_fraction):
             widget.valueChanged.connect(self._update_preview)
 
@@ -192,9 +199,19 @@ class DataPage(QWizardPage):
             last = max(t.frame.index[-1] for t in tables)
             for edit in (self.start, self.end):
                 edit.setDateRange(QDate(first.year, first.month, first.day), QDate(last.year, last.month, last.day))
-            self.start.setDate(QDate(first.year, first.month, first.day))
-            self.end.setDate(QDate(last.year, last.month, last.day))
+            start, end = self.chosen_period or (f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}")
+            self.start.setDate(QDate.fromString(start, "yyyy-MM-dd"))  # clamped to the datasets' span
+            self.end.setDate(QDate.fromString(end, "yyyy-MM-dd"))
         self._update_preview()
+
+    def _keep_period(self) -> None:
+        self.chosen_period = self.period()
+
+    def set_period(self, start: str, end: str) -> None:
+        """A period the user chose (or chose last time): kept, within their span, when datasets change."""
+        self.chosen_period = (start, end)
+        self.start.setDate(QDate.fromString(start, "yyyy-MM-dd"))
+        self.end.setDate(QDate.fromString(end, "yyyy-MM-dd"))
 
     def period(self) -> tuple[str, str]:
         return self.start.date().toString("yyyy-MM-dd"), self.end.date().toString("yyyy-MM-dd")
@@ -325,10 +342,10 @@ class ModelPage(QWizardPage):
                               ("Dropout", self.dropout), ("Attention", self.attention),
                               ("Feed-forward", self.ffn), ("Loss", self.loss)):
             form.addRow(label, widget)
-        price_box = QGroupBox("Price network")
-        price_box.setLayout(form)
+        self.price_box = QGroupBox("Price network")
+        self.price_box.setLayout(form)
         layout = QHBoxLayout(self)
-        layout.addWidget(price_box, 1)
+        layout.addWidget(self.price_box, 1)
         column = QVBoxLayout()
         column.addWidget(self.strategy_box)
         column.addStretch(1)
@@ -337,7 +354,17 @@ class ModelPage(QWizardPage):
         self.preset.currentTextChanged.connect(self.apply_preset)
 
     def initializePage(self) -> None:
-        self.strategy_box.setVisible(self.wizard().stage_page.stage() != "price")
+        stage = self.wizard().stage_page.stage()
+        self.strategy_box.setVisible(stage != "price")
+        # Strategy only: the price network is the chosen run's; only the shared dropout still applies.
+        for widget in self.price_fields():
+            widget.setEnabled(stage != "strategy" or widget is self.dropout)
+        self.price_box.setTitle("Price network (fixed: the chosen price run's)" if stage == "strategy"
+                                else "Price network")
+
+    def price_fields(self) -> list[QWidget]:
+        return [self.preset, self.d_model, self.n_layers, self.n_heads, self.kv_lora_rank, self.dropout,
+                self.attention, self.ffn, self.loss]
 
     def apply_preset(self, name: str) -> None:
         cfg = PRESETS[name]
@@ -386,9 +413,10 @@ class ComputePage(QWizardPage):
         self.grad_accum = spin(1, 256, defaults.grad_accum, "Batches accumulated per optimiser step "
                                 "(effective batch = batch size x accumulation)")
         self.epochs = spin(1, 1000, defaults.epochs, "Passes over the training windows")
-        self.max_steps = spin(0, 10_000_000, 0, "Stop after this many optimiser steps (0: no limit)")
+        self.max_steps = spin(0, 10_000_000, 0, "Stop after this many optimiser steps (0: no limit)",
+                              special="no limit")
         self.patience = spin(0, 1000, defaults.patience, "Evaluations without validation improvement "
-                              "before stopping early (0: never stop early)")
+                              "before stopping early (0: never stop early)", special="never")
         self.lr = dspin(1e-6, 1.0, defaults.lr, "Peak learning rate (after warm-up; cosine decay after)",
                          decimals=6, step=1e-4)
         self.seed = spin(0, 2**31 - 1, defaults.seed, "Random seed: the same seed and data give the same run")
@@ -432,7 +460,7 @@ class ComputePage(QWizardPage):
 
 
 class ReviewPage(QWizardPage):
-    """Summary, parameter count and memory estimate before anything starts."""
+    """Summary, parameter count, memory, windows, steps and a timed estimate before anything starts."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -442,9 +470,35 @@ class ReviewPage(QWizardPage):
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.plan: Plan | None = None
+        self.time_label = QLabel("Time: not measured yet")
+        self.measure_button = QPushButton("Measure a step")
+        self.measure_button.setToolTip("Time a few training steps of this model on the chosen device "
+                                       "(random inputs) to estimate how long the run takes")
+        self.measure_button.clicked.connect(self.measure)
+        timing = QHBoxLayout()
+        timing.addWidget(self.time_label, 1)
+        timing.addWidget(self.measure_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
+        layout.addLayout(timing)
         layout.addStretch(1)
+
+    def measure(self) -> float | None:
+        """Seconds per step, timed on the real model; the estimate covers the price stage's steps."""
+        request = self.wizard().request()
+        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            seconds = step_seconds(request.price_model, request.train)
+        except Exception as error:  # out of memory, a device that vanished: say so, keep the wizard
+            self.time_label.setText(f"Time: could not time a step ({error})")
+            return None
+        finally:
+            QGuiApplication.restoreOverrideCursor()
+        steps = self.plan.total_steps if self.plan else 0
+        self.time_label.setText(f"Time (rough): {seconds:.3g} s per step x {steps:,} steps ≈ "
+                                f"{duration_text(seconds * steps)} plus validation passes")
+        return seconds
 
     def initializePage(self) -> None:
         request = self.wizard().request()
@@ -463,8 +517,21 @@ class ReviewPage(QWizardPage):
                 ("Compute", f"{train.device}, {train.precision}, " + (
                     f"{request.processes} processes (torchrun)" if request.processes > 1
                     else f"{train.num_threads} CPU thread(s)")),
-                ("Schedule", f"{train.epochs} epoch(s), max steps {train.max_steps or 'none'}, batch "
+                ("Schedule", f"{train.epochs} epoch(s), max steps {train.max_steps or 'no limit'}, batch "
                              f"{train.batch_size} x {train.grad_accum}, lr {train.lr:g}, seed {train.seed}")]
+        try:
+            self.plan = plan(self.wizard().data_page._tables(), request.data, train)
+            p = self.plan
+            rows += [("Windows", f"{p.train:,} train, {p.val:,} validation, {p.test:,} test"),
+                     ("Steps", f"{p.steps_per_epoch:,} per epoch x {train.epochs} = {p.total_steps:,}"
+                               + (" (max steps)" if train.max_steps and p.total_steps == train.max_steps else ""))]
+        except ValueError as error:
+            self.plan = None
+            rows.append(("Windows", f"cannot split: {error}"))
+        if request.stage != "price":
+            rows.append(("Note", "windows and steps are the price network's; the strategy stage trains on "
+                                 "sequences of the same days"))
+        self.time_label.setText("Time: press 'Measure a step' for an estimate")
         self.parameters = params
         self.summary.setText("<table cellspacing=6>" + "".join(
             f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + "</table>")
@@ -474,8 +541,9 @@ class TrainWizard(QWizard):
     """Collects a TrainRequest; `request()` is valid once the wizard is accepted."""
 
     def __init__(self, sources: list[tuple[str, str]], bars: Callable[[str], BarTable], store: RunStore,
-                 palette: Palette, parent: QWidget | None = None) -> None:
+                 palette: Palette, parent: QWidget | None = None, selected: str | None = None) -> None:
         super().__init__(parent)
+        self._selected = selected  # the data panel's dataset: checked first
         self.setWindowTitle("Train a model")
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
@@ -523,8 +591,13 @@ class TrainWizard(QWizard):
         remembered = [remembered] if isinstance(remembered, str) else list(remembered or [])
         available = [self.data_page.datasets.item(i).data(Qt.ItemDataRole.UserRole)
                      for i in range(self.data_page.datasets.count())]
-        self.data_page.set_checked([s for s in remembered if s in available] or available[:1])
+        chosen = [self._selected] if self._selected in available else [s for s in remembered if s in available]
+        period = QSettings().value(f"{SETTINGS_GROUP}/period")
+        if isinstance(period, list) and len(period) == 2:
+            self.data_page.chosen_period = (str(period[0]), str(period[1]))
+        self.data_page.set_checked(chosen or available[:1])
 
     def _remember(self) -> None:
         remember_fields(SETTINGS_GROUP, self._fields())
         QSettings().setValue(f"{SETTINGS_GROUP}/datasets", self.data_page.checked())
+        QSettings().setValue(f"{SETTINGS_GROUP}/period", list(self.data_page.period()))
