@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self._build_actions()
         self.data_panel = DataPanel(self.palette_)
-        self.training_panel = TrainingPanel(self.runner, self.palette_)
+        self.training_panel = TrainingPanel(self.runner, self.palette_, store=self.store)
         self.add_panel("dataDock", "Data", self.data_panel)
         self.add_panel("trainingDock", "Training", self.training_panel, tabify_with="dataDock")
         self.forecast_panel = ForecastPanel(self.store, self.data_panel.sources, self.data_panel.bars, self.palette_)
@@ -378,6 +378,8 @@ class MainWindow(QMainWindow):
                 self.runner.cancel()
                 self.statusBar().showMessage("Cancelling the running job before closing…")
             return
+        for view in (self.training_panel.evaluation, self.forecast_panel.evaluation):
+            view.stop()  # an evaluation thread must not outlive the window
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/state", self.saveState(STATE_VERSION))

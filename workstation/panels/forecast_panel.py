@@ -37,6 +37,7 @@ from engine.forecast import (
 )
 from engine.store import RunStore
 from workstation.charts import PriceChart
+from workstation.panels.evaluation_table import EvaluationView
 from workstation.panels.layout import column, panel_layout, split
 from workstation.theme import Palette
 
@@ -80,6 +81,7 @@ class ForecastPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.table_title = QLabel()
+        self.evaluation = EvaluationView(store, with_button=True)
         self._layout()
         self.model.currentIndexChanged.connect(self._on_model)
         self.dataset.currentIndexChanged.connect(self._on_dataset)
@@ -111,7 +113,7 @@ class ForecastPanel(QWidget):
         top.addWidget(QLabel("Dataset"))
         top.addWidget(self.dataset, 1)
         top.addWidget(self.latest_button)
-        side = column(self.table_title, (self.table, 1))
+        side = column(self.table_title, (self.table, 1), (self.evaluation, 1))
         panel_layout(self, top, self.status, body=split(self.chart, side, [900, 420]))
 
     def chart_widget(self) -> QWidget:
@@ -192,11 +194,15 @@ class ForecastPanel(QWidget):
         if run_id and run_id not in self._models:
             QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
             try:
-                checkpoint = self._fallbacks[run_id][1] if run_id in self._fallbacks else run_id
-                self._models[run_id] = load_price_model(checkpoint, self.store)
+                self._models[run_id] = load_price_model(self._model_ref(), self.store)
             finally:
                 QGuiApplication.restoreOverrideCursor()
         return self._models.get(run_id)
+
+    def _model_ref(self) -> str | None:
+        """The selected run id, or the checkpoint file of a run listed by its last checkpoint."""
+        run_id = self.model.currentData()
+        return self._fallbacks[run_id][1] if run_id in self._fallbacks else run_id
 
     def _windows_for(self, loaded: LoadedPriceModel, source: str) -> WindowSet:
         """The dataset imported as the model was trained (adjusted or not), windowed once."""
@@ -213,6 +219,7 @@ class ForecastPanel(QWidget):
         source = self.dataset.currentData()
         if source is None:
             return
+        self.evaluation.set_request(self._model_ref(), [source])
         try:
             loaded = self.loaded()
             bars = self._bars(source)

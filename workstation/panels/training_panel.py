@@ -26,8 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine.events import CheckpointEvent, EvalEvent, Finished, Progress, RunStarted, StepEvent
+from engine.store import RunStore
 from workstation.charts import link_x, style_axes
 from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
+from workstation.panels.evaluation_table import EvaluationView
 from workstation.panels.layout import column, panel_layout, split
 from workstation.status import format_eta
 from workstation.theme import Palette
@@ -145,9 +147,11 @@ class _Series:
 
 
 class TrainingPanel(QWidget):
-    """Plots and controls of the job the JobRunner is running."""
+    """Plots and controls of the job the JobRunner is running; with a run history, a finished price
+    run's forecast quality on its test period below them."""
 
-    def __init__(self, runner: JobRunner, palette: Palette, parent: QWidget | None = None) -> None:
+    def __init__(self, runner: JobRunner, palette: Palette, parent: QWidget | None = None, *,
+                 store: RunStore | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("trainingPanel")
         self.runner = runner
@@ -155,6 +159,8 @@ class TrainingPanel(QWidget):
         self.data = _Series()
         self.run_id = ""
         self._training = False  # a training run has started in the current job (not a backtest)
+        self._kind = ""
+        self.evaluation = EvaluationView(store) if store is not None else None
         self._speed_text = ""
         self._dirty = False
         self._build_controls()
@@ -247,7 +253,10 @@ class TrainingPanel(QWidget):
         options.addWidget(self.smoothing_label)
         options.addStretch(1)
         side = column(QLabel("Gradient norms"), self.modules)
-        panel_layout(self, top, self.banner, options, body=split(self.plots, side, [900, 200]))
+        body = split(self.plots, side, [900, 200])
+        if self.evaluation is not None:
+            body = split(body, self.evaluation, [560, 250], orientation=Qt.Orientation.Vertical)
+        panel_layout(self, top, self.banner, options, body=body)
 
     def _add_module_item(self, name: str) -> None:
         item = QListWidgetItem(name)
@@ -279,8 +288,12 @@ class TrainingPanel(QWidget):
         self._training = True
         self.data = _Series()
         self._forget_modules()
-        self.run_id = e.run_id
+        self.run_id, self._kind = e.run_id, e.kind
         self.title.setText(f"{e.kind.capitalize()} run {e.run_id}")
+        if self.evaluation is not None:
+            self.evaluation.discard()  # the previous run's figures are no longer news
+            self.evaluation.clear(f"The forecast quality of {e.run_id} on its test period appears here "
+                                  "when it finishes." if e.kind == "price" else "")
         self.progress.setRange(0, max(1, e.total_steps))
         self.progress.setValue(0)
         # The whole run's x range up front: axes stay still while curves grow (cheap repaints).
@@ -355,6 +368,8 @@ class TrainingPanel(QWidget):
             self._show_banner(f"Cancelled at step {last}; the run is recorded as cancelled.", "warn")
         elif getattr(e, "early_stopped", False):  # a walk-forward trains, then ends in a BacktestRecord
             self._add_stop_line(last, "early stop", self.palette_.warn)
+        if e.status == "finished" and self._kind == "price" and self.evaluation is not None:
+            self.evaluation.evaluate(e.run_id or self.run_id)  # on the datasets it trained on
         self.title.setText(f"{self.title.text().split(' · ')[0]} · {e.status}")
 
     def show_failure(self, e: Finished) -> None:
