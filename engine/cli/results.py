@@ -58,7 +58,8 @@ def _configure_backtest(parser: argparse.ArgumentParser) -> None:
     _model_options(parser)
     defaults = BacktestConfig()
     parser.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD",
-                        help="first day (default: the held-out test period, or all of an unseen series)")
+                        help="first day (default: the model's test start, for any instrument; an "
+                             "earlier day is allowed and marks the backtest in-sample)")
     parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD")
     parser.add_argument("--cost-bps", type=float, default=defaults.cost_bps,
                         help="cost per unit of turnover, basis points (default %(default)s)")
@@ -124,10 +125,12 @@ def run_backtest_command(args: argparse.Namespace) -> Output:
     result = record.result
     data = {"backtest_id": record.backtest_id, "run_id": record.run_id, "dataset": record.dataset,
             "start": record.config["start"], "end": record.config["end"],
+            "in_sample": record.config["in_sample"],
             "period": [record.config["start"], record.config["end"]],
             "metrics": result.metrics, "baselines": result.baselines,
             "per_regime": result.per_regime, "walk_forward": record.config.get("walk_forward")}
-    lines = [f"backtest {record.backtest_id}: {record.dataset} {data['start']} .. {data['end']}",
+    marked = " (IN-SAMPLE: starts before the model's test start)" if data["in_sample"] else ""
+    lines = [f"backtest {record.backtest_id}: {record.dataset} {data['start']} .. {data['end']}{marked}",
              _metric_line("strategy", result.metrics)]
     lines += [_metric_line(name, m) for name, m in result.baselines.items()]
     return Output(data, "\n".join(lines))

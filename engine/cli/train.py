@@ -46,13 +46,21 @@ def parse_overrides(pairs: list[str], cfg: Any, option: str) -> Any:
     return override(cfg, **changes)
 
 
-def _data_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", action="append", required=True, metavar="D",
-                        help="bundled sample name or file path; repeat to pool instruments")
+RUN_FACTS = ("split", "features_from")  # what a training run records next to its recipe
+
+
+def _data_options(parser: argparse.ArgumentParser, data_help: str, *, required: bool = True) -> None:
+    parser.add_argument("--data", action="append", required=required, metavar="D", help=data_help)
     parser.add_argument("--start", type=iso_date, help="first date used (YYYY-MM-DD)")
     parser.add_argument("--end", type=iso_date, help="last date used (YYYY-MM-DD)")
     parser.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction)
     parser.add_argument("--test-fraction", type=float, default=DataConfig.test_fraction)
+    parser.add_argument("--train-end", type=iso_date, metavar="D",
+                        help="last day a training target may reach, for every instrument "
+                             "(default: from the fractions of the pooled calendar)")
+    parser.add_argument("--val-end", type=iso_date, metavar="D",
+                        help="last day a validation target may reach; the test part starts at "
+                             "least the horizon after it")
     parser.add_argument("--no-adjust", dest="adjust", action="store_false",
                         help="keep OHLC as in the file (ignore Adj Close)")
 
@@ -77,7 +85,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
 def _data_cfg(args: argparse.Namespace) -> DataConfig:
     return DataConfig(val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                      start=args.start, end=args.end, adjust=args.adjust)
+                      start=args.start, end=args.end, adjust=args.adjust, train_end=args.train_end,
+                      val_end=args.val_end)
 
 
 def _train_cfg(args: argparse.Namespace, **extra: Any) -> TrainConfig:
@@ -140,13 +149,20 @@ class TrainingProgress:
         self.close()
 
 
-def training_output(finished: Finished) -> Output:
+def training_output(finished: Finished, record: dict) -> Output:
+    """The run's result and what it recorded about its data (the split, where stage 2's features
+    came from)."""
     data = {"run_id": finished.run_id, "status": finished.status,
             "best_checkpoint": finished.best_checkpoint,
             "last_checkpoint": finished.last_checkpoint, "step": finished.step,
             "early_stopped": finished.early_stopped, "error": finished.error,
             "metrics": finished.metrics}
+    facts = {key: record["config"][key] for key in RUN_FACTS if key in record["config"]}
+    data.update(facts)
     lines = [f"run {finished.run_id}: {finished.status} at step {finished.step}"]
+    lines += [f"{part}: {first} .. {last or 'open'}" for part, (first, last) in facts.get("split", {}).items()]
+    lines += [f"features of {b['encoded'][0]} .. {b['encoded'][1]} encoded by a price network trained "
+              f"to {b['price_train_end']}" for b in facts.get("features_from", [])]
     if finished.error:
         lines.append(f"error: {finished.error}")
     if finished.best_checkpoint:
@@ -184,7 +200,7 @@ def run_describe(args: argparse.Namespace) -> Output:
 
 
 def _configure_train_price(parser: argparse.ArgumentParser) -> None:
-    _data_options(parser)
+    _data_options(parser, "bundled sample name or file path; repeat to pool instruments")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--loss", choices=["mse", "mae", "huber"], default=TrainConfig.loss)
     _train_options(parser)
@@ -202,7 +218,8 @@ def run_train_price(args: argparse.Namespace) -> Output:
             train_cfg=_train_cfg(args, loss=args.loss), store=store, resume=args.resume,
             cancel=token))
         with TrainingProgress("price") as progress:
-            return training_output(run_to_end(job, progress))
+            finished = run_to_end(job, progress)
+    return training_output(finished, store.get_run(finished.run_id))
 
 
 # ---------------------------------------------------------------- train-strategy
@@ -211,7 +228,8 @@ def run_train_price(args: argparse.Namespace) -> Output:
 def _configure_train_strategy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--price-run", required=True, metavar="RUN",
                         help="finished price run whose best checkpoint gives the frozen features")
-    _data_options(parser)
+    _data_options(parser, "default: the price run's data; given, it must be the same instruments",
+                  required=False)
     defaults = StrategyModelConfig()
     parser.add_argument("--cell", choices=["gru", "lstm"], default=defaults.cell)
     parser.add_argument("--head", choices=["gumbel", "straight_through", "concrete"],
@@ -234,11 +252,12 @@ def run_train_strategy(args: argparse.Namespace) -> Output:
     store = open_store(args)
     with cancel_on_sigint() as token:
         job = _bad_input_guard(train_strategy(
-            args.price_run, args.data, model_cfg=model_cfg, loss_cfg=loss_cfg,
+            args.price_run, args.data or [], model_cfg=model_cfg, loss_cfg=loss_cfg,
             data_cfg=_data_cfg(args), train_cfg=_train_cfg(args), store=store,
             resume=args.resume, cancel=token))
         with TrainingProgress("strategy") as progress:
-            return training_output(run_to_end(job, progress))
+            finished = run_to_end(job, progress)
+    return training_output(finished, store.get_run(finished.run_id))
 
 
 def _bad_input_guard(job: Generator[Event, None, R]) -> Generator[Event, None, R]:
@@ -265,7 +284,8 @@ def run_runs(args: argparse.Namespace) -> Output:
     runs = [{"run_id": r["run_id"], "kind": r["kind"], "status": r["status"],
              "started": r["started"], "ended": r["ended"], "dataset": r["dataset"],
              "parent_run": r["parent_run"], "step": r["step"], "device": r["device"],
-             "metrics": r["metrics"]} for r in store.list_runs(args.kind, args.status)]
+             "metrics": r["metrics"], **{key: r["config"][key] for key in RUN_FACTS if key in r["config"]}}
+            for r in store.list_runs(args.kind, args.status)]
     text = "\n".join(f"{r['run_id']:<34} {r['kind']:<9} {r['status']:<11} {r['started'] or '':<20} "
                      f"{r['dataset']}" for r in runs) or f"no runs in {store.path}"
     return Output({"runs": runs, "db": str(store.path)}, text)

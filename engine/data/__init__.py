@@ -10,7 +10,11 @@ from engine.data.splits import (
     days_after,
     pooled_calendar,
     pooled_calendar_split,
+    recorded_cut_dates,
     split_json,
+    split_spans,
+    strategy_cut_dates,
+    strategy_split,
 )
 from engine.data.windows import (
     PooledWindows,
@@ -44,9 +48,13 @@ __all__ = [
     "load_bars",
     "pooled_calendar",
     "pooled_calendar_split",
+    "recorded_cut_dates",
     "sample_path",
     "sequence_starts",
     "split_json",
+    "split_spans",
+    "strategy_cut_dates",
+    "strategy_split",
     "targets_to_prices",
     "walk_forward_folds",
 ]

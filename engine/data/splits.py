@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.config import DataConfig
 from engine.data.windows import PooledWindows, Split, WindowSet
 
+STRATEGY_TRAIN_SHARE = 2 / 3  # of the price network's validation days; the rest validate stage 2
 DateLike = str | pd.Timestamp
 
 
@@ -63,6 +65,14 @@ class CutDates:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CutDates:
         return cls(train_end=data["train_end"], val_end=data["val_end"], test_start=data.get("test_start"))
+
+
+def recorded_cut_dates(cfg: DataConfig) -> CutDates | None:
+    """The cut dates a run's data config holds once resolved (all three); None for a run from
+    before calendar splits, or one whose cuts are still to be resolved."""
+    if cfg.train_end is None or cfg.val_end is None or cfg.test_start is None:
+        return None
+    return CutDates(train_end=cfg.train_end, val_end=cfg.val_end, test_start=cfg.test_start)
 
 
 def pooled_calendar(sets: Sequence[WindowSet]) -> pd.DatetimeIndex:
@@ -131,10 +141,15 @@ def pooled_calendar_split(pool: PooledWindows, cuts: CutDates, embargo: int) -> 
 
 
 def split_json(cuts: CutDates, sets: Sequence[WindowSet], embargo: int = 0) -> dict[str, list[str | None]]:
-    """The CLI's "split": {part: [first, last]} over all instruments, from the days actually used:
-    first = the earliest window end, last = the latest target day. A test part with no days yet
-    reads [test_start, null]."""
-    splits = [calendar_split(ws, cuts, embargo) for ws in sets]
+    """The CLI's "split" of a price run: {part: [first, last]} over all instruments (split_spans)."""
+    return split_spans(sets, [calendar_split(ws, cuts, embargo) for ws in sets], cuts)
+
+
+def split_spans(sets: Sequence[WindowSet], splits: Sequence[Split], cuts: CutDates,
+                ) -> dict[str, list[str | None]]:
+    """{part: [first, last]} of per-instrument splits, from the days actually used: first = the
+    earliest window end, last = the latest target day. A test part with no days yet reads
+    [test_start, null]."""
     out: dict[str, list[str | None]] = {}
     for part in ("train", "val", "test"):
         used = [(ws, getattr(sp, part)) for ws, sp in zip(sets, splits) if len(getattr(sp, part))]
@@ -147,6 +162,36 @@ def split_json(cuts: CutDates, sets: Sequence[WindowSet], embargo: int = 0) -> d
         else:
             raise ValueError(f"no instrument has {part} windows between the cut dates {cuts.to_dict()}")
     return out
+
+
+def strategy_cut_dates(sets: Sequence[WindowSet], price_cuts: CutDates,
+                       share: float = STRATEGY_TRAIN_SHARE) -> CutDates:
+    """Stage 2's own cut dates, inside the price network's validation period (train_end, val_end]:
+    the price network was not fitted on those days, so the features it encodes there are out of
+    sample. The first `share` of the period's pooled days train stage 2, the rest validate it; its
+    test part is stage 1's."""
+    calendar = pooled_calendar(sets)
+    period = calendar[(calendar > pd.Timestamp(price_cuts.train_end))
+                      & (calendar <= pd.Timestamp(price_cuts.val_end))]
+    if len(period) < 2:
+        raise ValueError(f"the price run's validation period {price_cuts.train_end} .. "
+                         f"{price_cuts.val_end} holds {len(period)} trading day(s): stage 2 trains "
+                         "and validates there; retrain the price network with a later val_end")
+    cut = period[min(max(round(len(period) * share) - 1, 0), len(period) - 2)]
+    return CutDates(train_end=_iso(cut, "train_end"), val_end=price_cuts.val_end,
+                    test_start=price_cuts.test_start)
+
+
+def strategy_split(ws: WindowSet, price_cuts: CutDates, cuts: CutDates) -> Split:
+    """One instrument's stage-2 window ends: train and validation only among the price network's
+    validation ends (at least the horizon after its last training target), cut at stage 2's own
+    train_end; the test part is stage 1's. Stage 2's labels are next-day returns, so the horizon's
+    purge and embargo at its own cut keep its training and validation labels apart (the features
+    are causal), and leave a short validation period room for seq_len-day walks."""
+    unseen = calendar_split(ws, price_cuts, ws.horizon)
+    own = calendar_split(ws, cuts, ws.horizon)
+    return Split(train=np.intersect1d(own.train, unseen.val), val=np.intersect1d(own.val, unseen.val),
+                 test=unseen.test)
 
 
 def days_after(ws: WindowSet, date: DateLike) -> np.ndarray:

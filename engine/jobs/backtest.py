@@ -1,8 +1,10 @@
 """A backtest as a job: a trained run (or a checkpoint file) on one dataset, recorded in the history.
 
 A strategy run trades its own deterministic positions; a price run trades "follow the forecast".
-The default period is the held-out test part of the instrument when the model was trained on it,
-and the whole usable history of an instrument it never saw.
+The default period is the days on or after the model's test start (its calendar cut dates), for
+any instrument, seen or unseen; an earlier --start is allowed and the backtest is marked in-sample.
+Legacy models (recorded before calendar splits) keep the old default: the held-out tail of an
+instrument the model trained on, the whole usable history of one it never saw.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ from engine.backtest.signals import export_signals
 from engine.backtest.stats import recorded_sharpes
 from engine.checkpoint import file_sha256, load_checkpoint
 from engine.config import HORIZON, BacktestConfig, DataConfig, to_dict
-from engine.data import BarTable, WindowSet, build_windows, chronological_split, load_bars
+from engine.data import (
+    BarTable,
+    CutDates,
+    WindowSet,
+    build_windows,
+    chronological_split,
+    days_after,
+    load_bars,
+    recorded_cut_dates,
+)
 from engine.events import CancelToken, Event, Progress
 from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
 from engine.policy import LoadedStrategy, load_strategy_model, strategy_positions
@@ -59,6 +70,11 @@ class Source:
         walk = self.data_cfg.seq_len - 1 if self.strategy else 0
         return self.price.model_cfg.window - 1 + walk
 
+    @property
+    def cuts(self) -> CutDates | None:
+        """Stage 1's calendar cut dates (stage 2 inherits them); None for a legacy model."""
+        return recorded_cut_dates(self.price.data_cfg)
+
     def trained_on(self, bars: BarTable) -> list[Training]:
         """The stages whose training data were these bars (by content, whatever the file's name)."""
         return [t for t in self.trainings if bars.fingerprint in t.fingerprints]
@@ -86,7 +102,8 @@ def load_source(model_ref: str, store: RunStore) -> Source:
 
 
 def held_out_start(training: Training, bars: BarTable, window: int, horizon: int) -> pd.Timestamp:
-    """First day of the test split a stage carved from these bars (split exactly as in training)."""
+    """Legacy models only: first day of the per-instrument test split a stage carved from these
+    bars (split exactly as in training)."""
     cfg = training.data_cfg
     trained = build_windows(replace(bars, frame=bars.frame.loc[cfg.start:cfg.end]), window, horizon)
     test = chronological_split(trained, cfg.val_fraction, cfg.test_fraction, embargo=horizon).test
@@ -94,11 +111,15 @@ def held_out_start(training: Training, bars: BarTable, window: int, horizon: int
 
 
 def default_period(src: Source, bars: BarTable) -> tuple[str, str]:
-    """The held-out test span when any stage trained on these bars (the latest of their test
-    starts), else the whole usable history."""
+    """Days on or after the model's test start, for any instrument (ValueError naming it when it
+    has none: never a fall-back to in-sample days). Legacy models: the held-out test span when any
+    stage trained on these bars (the latest of their test starts), else the whole usable history."""
     window, horizon = src.price.model_cfg.window, src.price.model_cfg.horizon
     dates = bars.frame.index
     start = dates[min(src.first_day, len(dates) - 1)]
+    if src.cuts is not None:
+        days = days_after(build_windows(bars, window, horizon), src.cuts.test_start)
+        return f"{max(start, dates[days[0]]):%Y-%m-%d}", f"{dates[-1]:%Y-%m-%d}"
     for training in src.trained_on(bars):
         start = max(start, held_out_start(training, bars, window, horizon))
     if start > dates[-1]:
@@ -108,8 +129,11 @@ def default_period(src: Source, bars: BarTable) -> tuple[str, str]:
 
 
 def overlaps_training(src: Source, bars: BarTable, start: str) -> bool:
-    """True when a backtest from `start` would score days a stage trained or validated on (the
-    user gets a warning, not a refusal)."""
+    """True when a backtest from `start` is in-sample: before the model's test start, for any
+    instrument (legacy models: before the held-out tail of bars a stage trained on). The user
+    gets a warning and the backtest is marked, not refused."""
+    if src.cuts is not None:
+        return pd.Timestamp(start) < pd.Timestamp(src.cuts.test_start)
     if not src.trained_on(bars):
         return False
     window, horizon = src.price.model_cfg.window, src.price.model_cfg.horizon
@@ -199,6 +223,7 @@ def record_backtest(store: RunStore, src: Source, model_ref: str, data: str, bar
               "end": f"{frame.index[-1]:%Y-%m-%d}", "source": model_ref, "kind": src.kind,
               "instrument": bars.instrument, "checkpoint_sha256": src.sha256,
               "trained_on": src.datasets, **extra}
+    config.setdefault("in_sample", overlaps_training(src, bars, config["start"]))
     metrics = {**result.metrics, "per_regime": result.per_regime}
     backtest_id = store.add_backtest(src.run_id, dataset=data, config=config, metrics=metrics,
                                      baselines=result.baselines,

@@ -2,9 +2,10 @@
 stitch the blocks into one backtest.
 
 Each fold retrains the source run's stages with the same configs on the source's data cut at the
-day before the fold's block (targets of the last training window end there), so no fold ever
-sees a close it trades on. Fold runs are ordinary runs in the history; the stitched backtest
-records their ids.
+day before the fold's block, with calendar cut dates resolved afresh inside that span (val_end its
+last day, train_end from the fractions; targets of the last validation window end there), so no
+fold ever trains, validates or selects on a close it trades on. Fold runs are ordinary runs in
+the history; the stitched backtest records their ids.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ def fold_blocks(ws: WindowSet, folds: int, fraction: float) -> list[np.ndarray]:
 
 
 def cut_at(recipe: RunRecipe, day: str) -> RunRecipe:
-    """The recipe trained on data up to `day` only, all of it for training and validation."""
-    return replace(recipe, data=replace(recipe.data, end=day, test_fraction=0.0))
+    """The recipe trained on data up to `day` only, all of it for training and validation: the
+    source's recorded cut dates (which may lie after `day`) are dropped and resolved again."""
+    data = replace(recipe.data, end=day, test_fraction=0.0, train_end=None, val_end=None,
+                   test_start=None)
+    return replace(recipe, data=data)
 
 
 def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConfig, store: RunStore,
@@ -83,7 +87,8 @@ def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConf
     close = pd.Series(ws.close, index=ws.dates)
     result = stitch_blocks(close, pieces, cfg, predicted=pd.concat(predicted), opens=bars.frame["open"],
                            instrument=bars.instrument)
-    done = record_backtest(store, src, model_ref, data, bars, cfg, result, walk_forward=fold_runs)
+    done = record_backtest(store, src, model_ref, data, bars, cfg, result, walk_forward=fold_runs,
+                           in_sample=False)  # every block traded out of its fold's sample
     yield Progress(len(blocks), len(blocks), "done")
     return done
 

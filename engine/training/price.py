@@ -16,7 +16,18 @@ import torch
 from torch import Tensor, nn
 
 from engine.config import DataConfig, PriceModelConfig, TrainConfig
-from engine.data import BarTable, PooledWindows, Split, build_windows, load_bars
+from engine.data import (
+    BarTable,
+    CutDates,
+    PooledWindows,
+    Split,
+    build_windows,
+    calendar_cut_dates,
+    load_bars,
+    pooled_calendar_split,
+    recorded_cut_dates,
+    split_json,
+)
 from engine.events import CancelToken, Event, Finished
 from engine.losses import price_loss
 from engine.models import build_price_model
@@ -27,33 +38,50 @@ from engine.training.trainer import RunEntry, TrainStage, fit, to_device
 EVAL_BATCH = 256
 @dataclass
 class PriceData:
-    """Windows of every instrument, their split, and the train-only target scale."""
+    """Windows of every instrument, their calendar split, and the train-only target scale."""
 
     pooled: PooledWindows
+    cuts: CutDates  # one set of cut dates for every instrument, recorded with the run
     split: Split  # (set index, end day) pairs
     target_scale: np.ndarray  # [horizon] std of train targets
     sources: list[str]
     fingerprints: list[str]
 
 
-def price_split(tables: list[BarTable], cfg: DataConfig) -> tuple[PooledWindows, Split]:
-    """The tables cut to cfg's period, windowed and split (each on its own, embargo = horizon):
-    the split a price run trains on, and the one the train wizard previews."""
+def price_windows(tables: list[BarTable], cfg: DataConfig) -> PooledWindows:
+    """The tables cut to cfg's period and windowed, pooled."""
     tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
-    pooled = PooledWindows([build_windows(t, cfg.window, cfg.horizon) for t in tables])
-    return pooled, pooled.split(cfg.val_fraction, cfg.test_fraction, embargo=cfg.horizon)
+    return PooledWindows([build_windows(t, cfg.window, cfg.horizon) for t in tables])
+
+
+def price_cut_dates(pooled: PooledWindows, cfg: DataConfig) -> CutDates:
+    """The run's cut dates: those it recorded (a resume reuses them, never recomputes), else the
+    user's train_end / val_end with fractions of the pooled calendar for the rest."""
+    return recorded_cut_dates(cfg) or calendar_cut_dates(
+        pooled.sets, cfg.val_fraction, cfg.test_fraction, cfg.train_end, cfg.val_end,
+        embargo=cfg.horizon)
+
+
+def price_split(tables: list[BarTable], cfg: DataConfig) -> tuple[PooledWindows, Split]:
+    """The split a price run trains on (every instrument cut at the same dates, embargo = horizon),
+    and the one the train wizard previews."""
+    pooled = price_windows(tables, cfg)
+    return pooled, pooled_calendar_split(pooled, price_cut_dates(pooled, cfg), cfg.horizon)
 
 
 def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
-    """Load, window and split each source (embargo = horizon); DataImportError on bad input."""
+    """Load, window and split at shared cut dates; DataImportError / ValueError on bad input."""
     if not data:
         raise ValueError("no data: give at least one sample name or file")
     tables = [load_bars(src, adjust=cfg.adjust) for src in data]
-    pooled, split = price_split(tables, cfg)
+    pooled = price_windows(tables, cfg)
+    cuts = price_cut_dates(pooled, cfg)
+    split = pooled_calendar_split(pooled, cuts, cfg.horizon)
     if not len(split.val):
-        raise ValueError(f"val_fraction={cfg.val_fraction} leaves no validation windows")
+        raise ValueError(f"no validation windows between train_end {cuts.train_end} and val_end "
+                         f"{cuts.val_end}: move the cut dates or raise val_fraction")
     scale = np.nanstd(pooled.targets(split.train), axis=0)
-    return PriceData(pooled, split, np.maximum(scale, 1e-6), list(data),
+    return PriceData(pooled, cuts, split, np.maximum(scale, 1e-6), list(data),
                      [t.fingerprint for t in tables])
 
 
@@ -150,7 +178,10 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
         raise ValueError(f"model window/horizon {model_cfg.window}/{model_cfg.horizon} differ from "
                          f"the data's {data_cfg.window}/{data_cfg.horizon}")
     prepared = prepare_price_data(recipe.datasets, data_cfg)
-    entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume)
+    recipe = replace(recipe, data=replace(data_cfg, **prepared.cuts.to_dict()))  # recorded with the run
+    split = split_json(prepared.cuts, prepared.pooled.sets, data_cfg.horizon)
+    entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume,
+                     facts={"split": split})
     return (yield from fit(lambda: build_price_model(model_cfg), PriceStage(prepared, recipe.train.loss),
                            recipe.train, store=store, run=entry, cancel=cancel,
                            configs=recipe.checkpoint_configs()))
@@ -160,8 +191,10 @@ __all__ = [
     "PriceData",
     "PriceStage",
     "prepare_price_data",
+    "price_cut_dates",
     "price_metrics",
     "price_split",
+    "price_windows",
     "run_price",
     "train_price",
     "window_closes",

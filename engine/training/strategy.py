@@ -2,7 +2,10 @@
 
 The Transformer runs once per (instrument, day) (engine.policy.day_features, cached on disk);
 a training sequence is then `start + arange(seq_len)` into per-day arrays: nothing is copied 20x.
-Feature standardisation and the adaptive regime bounds come from the training split only.
+Stage 2 never learns from in-sample features: it trains and validates only inside the price
+network's validation period (days after its last training target), cut there by its own date
+(strategy_cut_dates); its test part is stage 1's. Feature standardisation and the adaptive regime
+bounds come from stage 2's training days only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from engine.config import (
     StrategyModelConfig,
     TrainConfig,
 )
-from engine.data import build_windows, chronological_split, load_bars, sequence_starts
+from engine.data import (
+    CutDates,
+    WindowSet,
+    build_windows,
+    load_bars,
+    recorded_cut_dates,
+    sequence_starts,
+    split_spans,
+    strategy_cut_dates,
+    strategy_split,
+)
 from engine.events import CancelToken, Event, Finished
 from engine.forecast import LoadedPriceModel, load_price_model
 from engine.losses import strategy_loss
@@ -47,12 +60,14 @@ class StrategyData:
     returns: np.ndarray  # [D] next-day simple returns
     train: np.ndarray  # sequence starts (global day indices)
     val: np.ndarray
-    val_days: list[np.ndarray]  # per instrument: contiguous validation days (global indices)
+    val_days: list[np.ndarray]  # per instrument: validation days with a full walk (global indices)
     feature_mean: np.ndarray
     feature_std: np.ndarray
     regime_bounds: tuple[float, float]  # adaptive voter quantiles of train period means
     sources: list[str]
     fingerprints: list[str]
+    split: dict[str, list[str | None]]  # stage 2's own parts, as the CLI prints them
+    features_from: list[dict[str, Any]]  # [{"price_train_end", "encoded": [first, last]}]
 
 
 def _standardise(features: np.ndarray, train_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,42 +75,87 @@ def _standardise(features: np.ndarray, train_days: np.ndarray) -> tuple[np.ndarr
     return ref.mean(axis=0), np.maximum(ref.std(axis=0), 1e-6)
 
 
+def strategy_sequences(ws: WindowSet, price_cuts: CutDates, cuts: CutDates, seq_len: int,
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation sequence starts (day indices of one instrument): every day of every
+    sequence, and its next return, lies after the price network's last training target."""
+    split = strategy_split(ws, price_cuts, cuts)
+    n = len(ws.dates)
+    return sequence_starts(split.train, seq_len, n), sequence_starts(split.val, seq_len, n)
+
+
+def price_cuts_of(price: LoadedPriceModel) -> CutDates:
+    """The cut dates the price network was trained with; ValueError for one from before them."""
+    cuts = recorded_cut_dates(price.data_cfg)
+    if cuts is None:
+        raise ValueError(f"price network {price.path} has no calendar cut dates (it predates them): "
+                         "stage 2 could not tell on which days its features are out of sample; "
+                         "retrain the price network")
+    return cuts
+
+
+def inherit_price_data(recipe: RunRecipe, price: LoadedPriceModel) -> RunRecipe:
+    """Stage 2 on stage 1's sources and cut dates: inherited when not given, refused when they
+    differ (sources are compared by content in prepare_strategy_data)."""
+    cuts = price_cuts_of(price)
+    for name, ours in cuts.to_dict().items():
+        given = getattr(recipe.data, name)
+        if given is not None and given != ours:
+            raise ValueError(f"{name} {given} differs from the price run {recipe.price_run}'s {ours}: "
+                             "stage 2 inherits stage 1's cut dates; leave it out")
+    data = replace(recipe.data, window=price.model_cfg.window, horizon=price.model_cfg.horizon,
+                   adjust=price.data_cfg.adjust, **cuts.to_dict())
+    return replace(recipe, datasets=list(recipe.datasets or price.sources), data=data)
+
+
 def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataConfig,
                           cache_dir: Path) -> StrategyData:
-    """Load, encode once (cached), split each instrument like stage 1, pool end to end."""
+    """Load the price run's instruments, encode once (cached), train and validate only on days
+    the price network was not fitted on (strategy_cut_dates), pool end to end."""
     if not data:
         raise ValueError("no data: give at least one sample name or file")
-    feats, rets, trains, vals, val_days, fps = [], [], [], [], [], []
+    price_cuts = price_cuts_of(price)
+    tables = [load_bars(src, adjust=cfg.adjust) for src in data]
+    fps = [t.fingerprint for t in tables]
+    if price.fingerprints and sorted(fps) != sorted(price.fingerprints):
+        raise ValueError(f"data {', '.join(data)} differ from the price run's "
+                         f"({', '.join(price.sources)}): stage 2 trains on the instruments stage 1 "
+                         "was cut on; leave the data out to inherit them")
+    sets = [build_windows(replace(t, frame=t.frame.loc[cfg.start:cfg.end]), cfg.window, cfg.horizon)
+            for t in tables]
+    cuts = strategy_cut_dates(sets, price_cuts)
+    feats, rets, trains, vals, val_days, used = [], [], [], [], [], []
     offset = 0
-    for src in data:
-        bars = load_bars(src, adjust=cfg.adjust)
-        bars = replace(bars, frame=bars.frame.loc[cfg.start:cfg.end])
-        ws = build_windows(bars, cfg.window, cfg.horizon)
-        # the same split as stage 1, so no validation feature comes from a window the price
-        # network was fitted on; sequences already lie wholly inside one part
-        split = chronological_split(ws, cfg.val_fraction, cfg.test_fraction, embargo=cfg.horizon)
+    for ws, bars in zip(sets, tables):
+        train, val = strategy_sequences(ws, price_cuts, cuts, cfg.seq_len)
         n = len(ws.dates)
         feats.append(day_features(price, ws, cache_dir, bars.fingerprint))
         rets.append(ws.next_returns(np.arange(n)))
-        trains.append(sequence_starts(split.train, cfg.seq_len, n) + offset)
-        vals.append(sequence_starts(split.val, cfg.seq_len, n) + offset)
-        val_days.append(split.val[split.val >= split.val.min() + cfg.seq_len - 1] + offset
-                        if len(split.val) else split.val)
-        fps.append(bars.fingerprint)
+        trains.append(train + offset)
+        vals.append(val + offset)
+        val_days.append(val + cfg.seq_len - 1 + offset)  # each closes a walk wholly inside val
+        days = np.concatenate([train, val])[:, None] + np.arange(cfg.seq_len)
+        if days.size:
+            used += [ws.dates[days.min()], ws.dates[days.max()]]
         offset += n
     features, returns = np.concatenate(feats), np.concatenate(rets)
     train, val = np.concatenate(trains), np.concatenate(vals)
     if not len(train) or not len(val):
-        raise ValueError(f"too little data for {cfg.seq_len}-day sequences in train and validation "
-                         f"(train {len(train)}, val {len(val)} sequences)")
+        raise ValueError(f"too little data for {cfg.seq_len}-day sequences in stage 2's train and "
+                         f"validation days ({cuts.train_end} splits the price network's validation "
+                         f"period up to {cuts.val_end}; train {len(train)}, val {len(val)} sequences)")
     steps = np.arange(cfg.seq_len)
     train_days = np.unique((train[:, None] + steps).ravel())
     mean, std = _standardise(features, train_days)
     period_means = returns[train[:, None] + steps].mean(axis=1)
     low, high = np.quantile(period_means, [DEFAULT_THRESHOLDS.adaptive_low,
                                            DEFAULT_THRESHOLDS.adaptive_high])
+    split = split_spans(sets, [strategy_split(ws, price_cuts, cuts) for ws in sets], cuts)
+    features_from = [{"price_train_end": price_cuts.train_end,
+                      "encoded": [f"{min(used):%Y-%m-%d}", f"{max(used):%Y-%m-%d}"]}]
     return StrategyData(((features - mean) / std).astype(np.float32), returns, train, val,
-                        val_days, mean, std, (float(low), float(high)), list(data), fps)
+                        val_days, mean, std, (float(low), float(high)), list(data), fps, split,
+                        features_from)
 
 
 class StrategyStage(TrainStage):
@@ -187,18 +247,27 @@ def run_strategy(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = 
     if price_record is None or price_record["kind"] != "price":
         raise ValueError(f"no price run {recipe.price_run!r} in {store.path}")
     price = load_price_model(recipe.price_run, store)
-    data_cfg = replace(recipe.data, window=price.model_cfg.window, horizon=price.model_cfg.horizon,
-                       adjust=price.data_cfg.adjust)
+    recipe = inherit_price_data(recipe, price)
     root = Path(runs_dir or store.runs_dir)
-    prepared = prepare_strategy_data(price, recipe.datasets, data_cfg,
+    prepared = prepare_strategy_data(price, recipe.datasets, recipe.data,
                                      root / recipe.price_run / "feature-cache")
     model_cfg = replace(recipe.model, feature_dim=prepared.features.shape[1])
-    recipe = replace(recipe, model=model_cfg, data=data_cfg, price_checkpoint=str(price.path),
+    recipe = replace(recipe, model=model_cfg, price_checkpoint=str(price.path),
                      price_sha256=price.sha256)
-    stage = StrategyStage(prepared, model_cfg, recipe.loss, data_cfg.seq_len)
-    entry = RunEntry(recipe, ",".join(prepared.fingerprints), root, resume)
+    stage = StrategyStage(prepared, model_cfg, recipe.loss, recipe.data.seq_len)
+    entry = RunEntry(recipe, ",".join(prepared.fingerprints), root, resume,
+                     facts={"split": prepared.split, "features_from": prepared.features_from})
     return (yield from fit(lambda: StrategyNetwork(model_cfg), stage, recipe.train, store=store,
                            run=entry, cancel=cancel, configs=recipe.checkpoint_configs()))
 
 
-__all__ = ["StrategyData", "StrategyStage", "prepare_strategy_data", "run_strategy", "train_strategy"]
+__all__ = [
+    "StrategyData",
+    "StrategyStage",
+    "inherit_price_data",
+    "prepare_strategy_data",
+    "price_cuts_of",
+    "run_strategy",
+    "strategy_sequences",
+    "train_strategy",
+]

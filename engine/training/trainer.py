@@ -462,6 +462,7 @@ class RunEntry:
     fingerprint: str  # of the data: a resume refuses files that changed
     runs_dir: Path  # checkpoints go to runs_dir / run_id
     resume: str | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # recorded next to the recipe: the split it used
 
 
 def _open_run(store: RunStore, run: str | RunEntry, device: torch.device,
@@ -475,7 +476,8 @@ def _open_run(store: RunStore, run: str | RunEntry, device: torch.device,
     if run.resume is None:
         run_id = distributed.on_main(
             store.create_run, recipe.kind, dataset=", ".join(recipe.datasets),
-            fingerprint=run.fingerprint, config=recipe.to_dict(), seed=recipe.train.seed,
+            fingerprint=run.fingerprint, config={**recipe.to_dict(), **run.facts},
+            seed=recipe.train.seed,
             device=str(device), parent_run=recipe.price_run)
         return run_id, run.runs_dir / run_id, None
     if store.get_run(run.resume)["fingerprint"] != run.fingerprint:

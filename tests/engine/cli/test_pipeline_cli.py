@@ -49,6 +49,8 @@ def pipeline(tmp_path_factory):
                             "--batch-size", "16", "--seed", "3")
     results["strategy"] = call("train-strategy", "--price-run", results["price"]["run_id"], *DATA,
                                "--max-steps", "12", "--batch-size", "16", "--set", "state_dim=16")
+    results["inherited"] = call("train-strategy", "--price-run", results["price"]["run_id"],
+                                "--max-steps", "2", "--batch-size", "16", "--set", "state_dim=16")
     results["backtest"] = call("backtest", "--run", results["strategy"]["run_id"], "--data", "spx",
                                "--cost-bps", "10")
     out = db.parent / "signals.csv"
@@ -90,6 +92,24 @@ def test_lineage_price_strategy_backtest_export_is_in_the_sqlite_file(pipeline):
     assert path == pipeline["export"]["path"] and rows == pipeline["export"]["rows"]
 
 
+def test_price_and_strategy_runs_print_their_calendar_split(pipeline, capsys):
+    price, strategy = pipeline["price"], pipeline["strategy"]
+    cuts = RunStore(pipeline["db"]).get_run(price["run_id"])["config"]["data"]
+    assert set(price["split"]) == {"train", "val", "test"}
+    assert price["split"]["train"][0] >= "2011-01-01" and price["split"]["train"][1] <= cuts["train_end"]
+    assert cuts["train_end"] < price["split"]["val"][0] and price["split"]["val"][1] <= cuts["val_end"]
+    assert price["split"]["test"][0] >= cuts["test_start"]
+    # stage 2 trains and validates inside the price network's validation period only
+    assert strategy["split"]["train"][0] > cuts["train_end"]
+    assert strategy["split"]["val"][1] <= cuts["val_end"] and strategy["split"]["test"] == price["split"]["test"]
+    (block,) = strategy["features_from"]
+    assert block["price_train_end"] == cuts["train_end"] < block["encoded"][0] <= block["encoded"][1]
+    # without --data it inherits the price run's data and cut dates
+    assert pipeline["inherited"]["split"] == strategy["split"]
+    _, out = run_cli(capsys, "--db", str(pipeline["db"]), "runs", "--kind", "strategy")
+    assert all(r["features_from"] == strategy["features_from"] for r in out["runs"])
+
+
 def test_backtest_defaults_to_held_out_period_and_reports_baselines(pipeline):
     bt = pipeline["backtest"]
     assert set(bt["baselines"]) == {"buy_and_hold", "constant_5", "sma_crossover", "follow_forecast"}
@@ -98,11 +118,37 @@ def test_backtest_defaults_to_held_out_period_and_reports_baselines(pipeline):
         assert key in bt["metrics"]
     # the default period is the test split: its start lies after the training windows' targets
     assert pd.Timestamp(bt["start"]) > pd.Timestamp("2016-01-01")
+    test_start = RunStore(pipeline["db"]).get_run(pipeline["price"]["run_id"])["config"]["data"]["test_start"]
+    assert bt["start"] >= test_start and bt["in_sample"] is False
     assert bt["metrics"]["max_drawdown"] <= 0
     assert bt["period"] == [bt["start"], bt["end"]] and bt["metrics"]["fill"] == "next-open"
     low, high = bt["metrics"]["sharpe_ci"]
     assert low < bt["metrics"]["sharpe"] < high and 0 <= bt["metrics"]["probabilistic_sharpe"] <= 1
     assert {"delay_1_sharpe", "delay_1_total_return", "probabilistic_sharpe_vs_buy_and_hold"} <= set(bt["metrics"])
+
+
+def test_an_explicit_start_before_the_test_start_is_marked_in_sample(pipeline, capsys):
+    code, out = run_cli(capsys, "--db", str(pipeline["db"]), "backtest", "--run",
+                        pipeline["strategy"]["run_id"], "--data", "spx", "--start", "2016-01-04")
+    assert code == 0 and out["in_sample"] is True and out["period"][0] == "2016-01-04"
+
+
+def test_an_instrument_without_days_after_the_test_start_exits_2(pipeline, capsys):
+    code = cli.main(["--db", str(pipeline["db"]), "backtest", "--run", pipeline["strategy"]["run_id"],
+                     "--data", "goog"])
+    err = capsys.readouterr().err
+    assert code == 2 and "goog" in err.lower() and "no days on or after the model's test start" in err
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--data", "goog"], "differ from the price run"),
+    (["--train-end", "2012-01-03"], "train_end 2012-01-03 differs"),
+])
+def test_strategy_refuses_data_or_cut_dates_the_price_run_did_not_use(pipeline, capsys, extra, needle):
+    code = cli.main(["--db", str(pipeline["db"]), "train-strategy", "--price-run",
+                     pipeline["price"]["run_id"], *extra, "--max-steps", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
 
 
 def test_exported_csv_rows_match_the_backtest_frame(pipeline):
@@ -154,7 +200,7 @@ def test_runs_lists_both_stages(pipeline, capsys):
     kinds = {r["kind"] for r in out["runs"]}
     assert kinds == {"price", "strategy"}
     code, out = run_cli(capsys, "--db", str(pipeline["db"]), "runs", "--kind", "strategy")
-    assert [r["run_id"] for r in out["runs"]] == [pipeline["strategy"]["run_id"]]
+    assert {r["run_id"] for r in out["runs"]} == {pipeline[k]["run_id"] for k in ("strategy", "inherited")}
 
 
 @pytest.mark.parametrize("argv, needle", [
@@ -164,6 +210,10 @@ def test_runs_lists_both_stages(pipeline, capsys):
     (["train-price", "--data", "no/such/file.csv"], "file.csv"),
     (["export-signals", "--backtest", "nope", "--out", "x.csv"], "nope"),
     (["train-price", "--data", "spx", "--start", "2011-13-01"], "2011-13-01"),
+    (["train-price", "--data", "spx", "--train-end", "2011-02-30"], "2011-02-30"),
+    (["train-price", "--data", "spx", "--train-end", "2030-01-02"], "train_end 2030-01-02 lies outside"),
+    (["train-price", "--data", "spx", "--train-end", "2015-01-02", "--val-end", "2014-01-02"],
+     "must come before val_end 2014-01-02"),
     (["backtest", "--run", "r", "--data", "spx", "--data", "goog"], "one instrument"),
     (["forecast", "--run", "r", "--data", "spx", "--date", "yesterday"], "yesterday"),
 ])

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ import pytest
 import torch
 
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
-from engine.data import build_windows, load_bars
+from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, override
+from engine.data import build_windows, load_bars, split_json
 from engine.events import CancelToken, Finished, StepEvent
 from engine.forecast import forecast, forecast_many, load_price_model
 from engine.store import RunStore
@@ -70,6 +71,28 @@ def test_target_scale_comes_from_the_train_split_only(trained):
     saved = load_checkpoint(events[-1].best_checkpoint)["extra"]["target_scale"]
     np.testing.assert_allclose(saved, train_targets.std(axis=0), rtol=1e-9)
     assert prepared.split.val[:, 1].min() - prepared.split.train[:, 1].max() > DATA.horizon
+
+
+def test_the_run_records_one_set_of_cut_dates_and_its_split(trained):
+    store, events = trained
+    config = store.get_run(events[-1].run_id)["config"]
+    prepared = prepare_price_data(["spx"], DATA)
+    assert {k: config["data"][k] for k in ("train_end", "val_end", "test_start")} == prepared.cuts.to_dict()
+    assert config["split"] == split_json(prepared.cuts, prepared.pooled.sets, DATA.horizon)
+    assert load_price_model(events[-1].best_checkpoint).data_cfg.test_start == prepared.cuts.test_start
+    # a resume reads the recorded cut dates back and never recomputes them from the fractions
+    recorded = from_dict(DataConfig, config["data"])
+    again = prepare_price_data(["spx"], replace(recorded, val_fraction=0.4, test_fraction=0.3))
+    assert again.cuts == prepared.cuts
+
+
+def test_explicit_cut_dates_are_honoured_and_bad_ones_refused():
+    prepared = prepare_price_data(["spx"], replace(DATA, train_end="2016-12-30", val_end="2017-12-29"))
+    assert (prepared.cuts.train_end, prepared.cuts.val_end) == ("2016-12-30", "2017-12-29")
+    train_days = prepared.pooled.sets[0].dates[prepared.split.train[:, 1] + DATA.horizon]
+    assert train_days.max() <= pd.Timestamp("2016-12-30")
+    with pytest.raises(ValueError, match="train_end 2030-01-01 lies outside the data"):
+        prepare_price_data(["spx"], replace(DATA, train_end="2030-01-01"))
 
 
 def test_price_metrics_against_hand_computed_values():

@@ -18,13 +18,15 @@ from engine.config import (
     StrategyModelConfig,
     TrainConfig,
 )
-from engine.data import build_windows, chronological_split, load_bars
+from engine.data import build_windows, calendar_split, load_bars, recorded_cut_dates
 from engine.events import Finished, run_to_end
 from engine.jobs.backtest import backtest_job, load_backtest_frame, load_source, overlaps_training
 from engine.store import RunStore
 from engine.training.price import train_price
 from engine.training.recipe import RunRecipe
 from engine.training.strategy import train_strategy
+
+STRATEGY = StrategyModelConfig(state_dim=16)
 
 TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
                         qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
@@ -51,7 +53,7 @@ def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(
     calls = []
     real = policy.encode_windows
     monkeypatch.setattr(policy, "encode_windows", lambda *a: calls.append(1) or real(*a))
-    cfg = StrategyModelConfig(state_dim=16)
+    cfg = STRATEGY
     for _ in range(2):
         done = finished(train_strategy(price_run, ["goog"], model_cfg=cfg,
                                        loss_cfg=StrategyLossConfig(), data_cfg=DATA,
@@ -66,7 +68,7 @@ def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(
 @pytest.fixture(scope="module")
 def strategy_run(runs):
     store, price_run = runs
-    done = finished(train_strategy(price_run, ["goog"], model_cfg=StrategyModelConfig(state_dim=16),
+    done = finished(train_strategy(price_run, ["goog"], model_cfg=STRATEGY,
                                    loss_cfg=StrategyLossConfig(), data_cfg=DATA, train_cfg=FAST,
                                    store=store))
     return store, done.run_id
@@ -91,7 +93,7 @@ def test_a_day_needs_a_full_window_and_sequence_of_history(strategy_run):
         policy.strategy_positions(loaded, ws, np.array([10]))
 
 
-def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
+def test_backtest_job_trades_the_policy_from_the_models_test_start(strategy_run):
     store, run_id = strategy_run
     done = run_to_end(backtest_job(run_id, "goog", cfg=BacktestConfig(cost_bps=5), store=store))
     assert done.status == "finished" and done.run_id == run_id
@@ -103,15 +105,64 @@ def test_backtest_job_trades_the_policy_on_the_held_out_period(strategy_run):
     days = ws.dates.get_indexer(frame.index)
     expected = policy.strategy_positions(src.strategy, ws, days)
     np.testing.assert_array_equal(frame["position"].to_numpy(), expected)
-    # the held-out test period starts after the training and validation windows
+    # the default period starts at the first test day of the run's calendar cut dates
     bars = load_bars("goog")
+    cuts = src.cuts
+    assert cuts == recorded_cut_dates(src.strategy.data_cfg)  # stage 2 inherits stage 1's cuts
     trained = build_windows(replace(bars, frame=bars.frame.loc["2008-01-01":]), 180, 7)
-    test_start = trained.dates[chronological_split(trained, 0.15, 0.15, 7).test[0]]
-    assert frame.index[0] == test_start
+    test_start = trained.dates[calendar_split(trained, cuts, 7).test[0]]
+    assert frame.index[0] == test_start >= pd.Timestamp(cuts.test_start)
+    assert record["config"]["in_sample"] is False
     assert overlaps_training(src, bars, "2010-01-04")
     assert not overlaps_training(src, bars, f"{test_start:%Y-%m-%d}")
-    assert not overlaps_training(src, load_bars("aapl"), "2005-01-03")
+    assert overlaps_training(src, load_bars("aapl"), "2005-01-03")  # before test_start, any instrument
     assert record["run_id"] == run_id and record["config"]["cost_bps"] == 5
+
+
+def test_an_explicit_start_before_the_test_start_is_allowed_and_marked_in_sample(strategy_run):
+    store, run_id = strategy_run
+    done = run_to_end(backtest_job(run_id, "goog", cfg=BacktestConfig(start="2011-06-01"), store=store))
+    assert done.status == "finished" and done.config["in_sample"] is True
+    assert store.get_backtest(done.backtest_id)["config"]["in_sample"] is True
+
+
+def test_an_instrument_with_no_days_after_the_test_start_is_refused_not_backtested_in_sample(
+        strategy_run, tmp_path):
+    store, run_id = strategy_run
+    early = tmp_path / "aapl_to_2011.csv"
+    load_bars("aapl").frame.loc[:"2011-12-31"].rename_axis("date").to_csv(early)
+    with pytest.raises(ValueError, match="no days on or after the model's test start"):
+        run_to_end(backtest_job(run_id, str(early), cfg=BacktestConfig(), store=store))
+
+
+def test_stage2_inherits_the_price_runs_data_and_cut_dates_and_records_where_features_came_from(
+        strategy_run):
+    store, run_id = strategy_run
+    price_run = store.get_run(run_id)["parent_run"]
+    price_cfg = store.get_run(price_run)["config"]
+    inherited = finished(train_strategy(price_run, [], model_cfg=STRATEGY, loss_cfg=StrategyLossConfig(),
+                                        data_cfg=DATA, train_cfg=FAST, store=store))
+    config = store.get_run(inherited.run_id)["config"]
+    assert config["sources"] == ["goog"]
+    cuts = {k: price_cfg["data"][k] for k in ("train_end", "val_end", "test_start")}
+    assert {k: config["data"][k] for k in cuts} == cuts
+    (block,) = config["features_from"]
+    assert block["price_train_end"] == cuts["train_end"] < block["encoded"][0]
+    assert block["encoded"][1] <= cuts["val_end"]
+    assert config["split"]["train"][0] > cuts["train_end"] and config["split"]["val"][1] <= cuts["val_end"]
+    assert config["split"]["test"][0] >= cuts["test_start"]
+
+
+@pytest.mark.parametrize("data, data_cfg, needle", [
+    (["spx"], DATA, "differ from the price run"),
+    (["goog"], replace(DATA, train_end="2010-01-04"), "train_end 2010-01-04 differs"),
+])
+def test_stage2_refuses_other_data_or_cut_dates_than_stage_1s(strategy_run, data, data_cfg, needle):
+    store, run_id = strategy_run
+    price_run = store.get_run(run_id)["parent_run"]
+    with pytest.raises(ValueError, match=needle):
+        run_to_end(train_strategy(price_run, data, model_cfg=STRATEGY, loss_cfg=StrategyLossConfig(),
+                                  data_cfg=data_cfg, train_cfg=FAST, store=store))
 
 
 def test_strategy_recipe_round_trips_through_its_record(strategy_run):
@@ -119,7 +170,8 @@ def test_strategy_recipe_round_trips_through_its_record(strategy_run):
     record = store.get_run(run_id)
     recipe = RunRecipe.from_record(record)
     assert recipe.kind == "strategy" and recipe.price_run == record["parent_run"]
-    assert recipe.to_dict() == record["config"] and recipe.loss == StrategyLossConfig()
+    assert recipe.to_dict().items() <= record["config"].items() and recipe.loss == StrategyLossConfig()
+    assert set(record["config"]) - set(recipe.to_dict()) == {"split", "features_from"}
 
 
 def test_walk_forward_retrains_per_fold_and_never_trains_on_a_traded_day(strategy_run):
@@ -137,7 +189,8 @@ def test_walk_forward_retrains_per_fold_and_never_trains_on_a_traded_day(strateg
     for fold in folds:
         price_run, strat_run = fold["runs"]
         for run in (price_run, strat_run):
-            cut = store.get_run(run)["config"]["data"]["end"]
-            assert pd.Timestamp(cut) < pd.Timestamp(fold["start"])  # retrained on the past only
+            data = store.get_run(run)["config"]["data"]
+            assert pd.Timestamp(data["end"]) < pd.Timestamp(fold["start"])  # retrained on the past only
+            assert pd.Timestamp(data["val_end"]) < pd.Timestamp(fold["start"])  # its own cut dates
         assert store.get_run(strat_run)["parent_run"] == price_run
     assert folds[0]["end"] < folds[1]["start"]
