@@ -177,6 +177,9 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
     if (model_cfg.window, model_cfg.horizon) != (data_cfg.window, data_cfg.horizon):
         raise ValueError(f"model window/horizon {model_cfg.window}/{model_cfg.horizon} differ from "
                          f"the data's {data_cfg.window}/{data_cfg.horizon}")
+    if resume and recorded_cut_dates(data_cfg) is None:
+        raise ValueError(f"run {resume} was recorded before calendar cut dates: resuming it would train "
+                         "on another split than it started with; start a new run instead")
     prepared = prepare_price_data(recipe.datasets, data_cfg)
     recipe = replace(recipe, data=replace(data_cfg, **prepared.cuts.to_dict()))  # recorded with the run
     split = split_json(prepared.cuts, prepared.pooled.sets, data_cfg.horizon)

@@ -86,3 +86,12 @@ def test_resume_run_refuses_an_unknown_run_before_changing_anything(tmp_path):
     with pytest.raises(ValueError, match="no training run 'nope'"):
         run_to_end(resume_run(store, "nope"))
 
+
+
+def test_a_run_recorded_before_calendar_cut_dates_is_not_resumed_on_another_split(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    legacy = RunRecipe("price", ["spx"], TINY, DATA, TRAIN)  # DATA holds fractions, no cut dates
+    run_id = store.create_run("price", dataset="spx", fingerprint="", config=legacy.to_dict(), seed=0,
+                              device="cpu", status="interrupted")
+    with pytest.raises(ValueError, match=f"run {run_id} was recorded before calendar cut dates"):
+        run_to_end(resume_run(store, run_id))
