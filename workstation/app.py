@@ -121,7 +121,7 @@ def create_application(argv: list[str] | None = None) -> QApplication:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     settings = QSettings()
-    theme.apply(app, str(settings.value("view/theme", "dark")), str(settings.value("view/up_down", "red-up")))
+    theme.apply(app, str(settings.value("view/theme", "dark")), str(settings.value("view/up_down", "market")))
     return app
 
 

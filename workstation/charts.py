@@ -238,6 +238,35 @@ def fast_curve(plot: pg.PlotItem, colour: str, width: float = 1.0, name: str | N
     return curve
 
 
+def legend_row(layout: pg.GraphicsLayout, plot: pg.PlotItem, row: int, columns: int = 4) -> pg.LegendItem:
+    """A legend in its own layout row (above the plot's row), outside the data area: a legend inside
+    the plot hid the end of any curve that ran under it. Named curves added to `plot` join it."""
+    legend = pg.LegendItem(colCount=columns, frame=False, horSpacing=14)
+    layout.addItem(legend, row=row, col=0)
+    plot.legend = legend  # PlotItem.addItem/removeItem keep named items in plot.legend
+    return legend
+
+
+class LegendPlot(pg.GraphicsLayoutWidget):
+    """One plot with its legend in a row above it (see legend_row); used like a small PlotWidget."""
+
+    def __init__(self, title: str = "", columns: int = 2, **plot_kwargs) -> None:
+        super().__init__()
+        self.plot_item = pg.PlotItem(title=title, **plot_kwargs)
+        self.addItem(self.plot_item, row=1, col=0)
+        self.legend = legend_row(self.ci, self.plot_item, 0, columns)
+        self.ci.layout.setRowStretchFactor(1, 1)
+
+    def getPlotItem(self) -> pg.PlotItem:
+        return self.plot_item
+
+    def plot(self, *args, **kwargs) -> pg.PlotDataItem:
+        return self.plot_item.plot(*args, **kwargs)
+
+    def setLabel(self, *args, **kwargs) -> None:
+        self.plot_item.setLabel(*args, **kwargs)
+
+
 class PriceChart(pg.GraphicsLayoutWidget):
     """Candles + volume over trading days, a crosshair OHLCV read-out, mouse/keyboard zoom and pan.
 
@@ -251,6 +280,8 @@ class PriceChart(pg.GraphicsLayoutWidget):
         super().__init__(parent)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.frame = pd.DataFrame()
+        self.market = "unknown"
+        self.log_y = False  # prices on a log10 axis (candles drawn in log10 units)
         self._palette = palette
         self.readout = pg.LabelItem(justify="left")
         self.addItem(self.readout, row=0, col=0)
@@ -275,10 +306,12 @@ class PriceChart(pg.GraphicsLayoutWidget):
         self.crosshair.moved.connect(self.hovered)
         self.price_plot.sigXRangeChanged.connect(self._fit_y)
 
-    def set_bars(self, frame: pd.DataFrame, title: str = "") -> None:
-        """Show a canonical bar frame (DatetimeIndex; open high low close [volume])."""
+    def set_bars(self, frame: pd.DataFrame, title: str = "", market: str = "unknown") -> None:
+        """Show a canonical bar frame (DatetimeIndex; open high low close [volume]); the market
+        (BarTable.market) picks which colour means up."""
         self.frame = frame
         self.title = title
+        self.market = market
         for plot in (self.price_plot, self.volume_plot):
             plot.getAxis("bottom").set_dates(frame.index)
         self._draw()
@@ -300,9 +333,10 @@ class PriceChart(pg.GraphicsLayoutWidget):
             self._show_readout(len(self.frame) - 1)
 
     def _draw(self) -> None:
-        f, p = self.frame, self._palette
+        f, (up, down) = self.frame, self.colours()
         o, h, lo, c = (f[k].to_numpy(float) for k in ("open", "high", "low", "close"))
-        self.candles.set_data(o, h, lo, c, p.up, p.down)
+        scale = _log10 if self.log_y else np.asarray
+        self.candles.set_data(*(scale(a) for a in (o, h, lo, c)), up, down)
         for item in self._volume_items:
             self.volume_plot.removeItem(item)
         volume = f["volume"].to_numpy(float) if "volume" in f else np.full(len(f), np.nan)
@@ -310,9 +344,22 @@ class PriceChart(pg.GraphicsLayoutWidget):
         rising = c >= o
         self._volume_items = [pg.BarGraphItem(x=x[m], height=np.nan_to_num(volume[m]), width=0.7,
                                               brush=colour, pen=pg.mkPen(None))
-                              for m, colour in ((rising, p.up), (~rising, p.down))]
+                              for m, colour in ((rising, up), (~rising, down))]
         for item in self._volume_items:
             self.volume_plot.addItem(item)
+
+    def set_log_y(self, on: bool) -> None:
+        """Prices on a logarithmic axis: a decade of a long index reads as clearly as its first year.
+        Candles are custom items (no setLogMode of their own), so they are redrawn in log10 units."""
+        self.log_y = on
+        self.price_plot.getAxis("left").setLogMode(False, on)
+        if len(self.frame):
+            self._draw()
+            self._fit_y()
+
+    def colours(self) -> tuple[str, str]:
+        """(up, down) of the bars shown."""
+        return self._palette.colours(self.market)
 
     def show_range(self, first: float, last: float) -> None:
         self.price_plot.setXRange(first, last, padding=0.01)
@@ -335,6 +382,8 @@ class PriceChart(pg.GraphicsLayoutWidget):
             return
         view = self.frame.iloc[a:b]
         low, high = np.nanmin(view["low"].to_numpy()), np.nanmax(view["high"].to_numpy())
+        if self.log_y:
+            low, high = _log10(low), _log10(high)
         if np.isfinite(low) and np.isfinite(high):
             pad = (high - low) * 0.05 or abs(high) * 0.01 or 1.0
             self.price_plot.setYRange(low - pad, high + pad, padding=0)
@@ -347,7 +396,8 @@ class PriceChart(pg.GraphicsLayoutWidget):
         bar = self.frame.iloc[index]
         prev = self.frame["close"].iloc[index - 1] if index > 0 else np.nan
         change = bar["close"] / prev - 1 if np.isfinite(prev) and prev else np.nan
-        colour = self._palette.up if change >= 0 else self._palette.down
+        up, down = self.colours()
+        colour = up if change >= 0 else down
         parts = [f"<b>{getattr(self, 'title', '')}</b>", self.frame.index[index].strftime("%Y-%m-%d %a")]
         parts += [f"{k[0].upper()} {bar[k]:,.2f}" for k in ("open", "high", "low", "close")]
         if np.isfinite(change):
@@ -373,6 +423,12 @@ class PriceChart(pg.GraphicsLayoutWidget):
             self.show_last(DEFAULT_VISIBLE_BARS)
         else:
             super().keyPressEvent(event)
+
+
+def _log10(values):
+    """log10 of prices; non-positive prices (never in a valid import) become NaN, not warnings."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.asarray(values, dtype=float) > 0, np.log10(values), np.nan)
 
 
 def _compact(value: float) -> str:

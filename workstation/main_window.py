@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QIODevice, QSaveFile, QSettings, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtCore import QByteArray, QIODevice, QSaveFile, QSettings, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -40,6 +48,11 @@ from workstation.wizards.train_wizard import TrainRequest, TrainWizard
 
 APP_TITLE = "Quant Workstation"
 STATE_VERSION = 2  # bump when dock names change so an old saved layout is ignored
+LAST_BACKTEST_KEY = "session/backtest"
+SAVE_FOLDER_KEY = "folders/save"  # the last folder any save dialog wrote to: where the next one starts
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+CHART_KEYS = (("Left / Right", "pan a chart"), ("Up / + and Down / -", "zoom in and out"),
+              ("Home / End", "every bar / the latest bars"), ("Mouse wheel, drag", "zoom and pan"))
 
 
 class MainWindow(QMainWindow):
@@ -57,7 +70,7 @@ class MainWindow(QMainWindow):
         self.store = store or RunStore()  # opening it marks runs whose process died as interrupted
         settings = QSettings()
         self.theme_name = str(settings.value("view/theme", "dark"))
-        self.up_down = str(settings.value("view/up_down", "red-up"))
+        self.up_down = str(settings.value("view/up_down", "market"))
         self.palette_ = theme.palette(self.theme_name, self.up_down)
         self.runner = JobRunner(self)
         self.docks: dict[str, QDockWidget] = {}
@@ -91,6 +104,8 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState(STATE_VERSION)
         self._restore_layout()
         self.resume_prompt: ResumePrompt | None = None
+        self.queue: list[tuple[object, str, str]] = []  # (job, name, dock) waiting for the runner
+        QTimer.singleShot(0, self.restore_session)
         QTimer.singleShot(0, self.offer_resume)
 
     def offer_resume(self) -> None:
@@ -157,7 +172,10 @@ class MainWindow(QMainWindow):
           enabled=False)
         a("reset_layout", "&Reset layout", "Put every panel back where it started", "Ctrl+Shift+R",
           self.reset_layout)
-        a("about", "&About", "About this workstation", QKeySequence.StandardKey.HelpContents, self.about)
+        a("shortcuts", "&Keyboard shortcuts", "Every command's shortcut and the chart keys",
+          QKeySequence.StandardKey.HelpContents, self.show_shortcuts)
+        a("docs", "&Documentation", "Open the README and the docs folder", "", self.open_docs)
+        a("about", "&About", "About this workstation", "", self.about)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -176,7 +194,7 @@ class MainWindow(QMainWindow):
                           self.set_up_down, "Use {} for rising and falling prices")
         view.addSeparator()
         view.addAction(self.actions_["reset_layout"])
-        bar.addMenu("&Help").addAction(self.actions_["about"])
+        bar.addMenu("&Help").addActions([self.actions_[k] for k in ("shortcuts", "docs", "about")])
 
     def _choice_menu(self, menu: QMenu, choices: dict[str, str], current: str, slot, tip: str) -> None:
         group = QActionGroup(menu)
@@ -191,10 +209,7 @@ class MainWindow(QMainWindow):
     # --- commands ---------------------------------------------------------------------------
 
     def open_train_wizard(self) -> TrainWizard:
-        """Open the wizard without blocking; accepting it starts the job."""
-        if self.runner.is_running():
-            self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
-            return self.train_wizard
+        """Open the wizard without blocking; accepting it starts the job (queued behind a running one)."""
         self.train_wizard = TrainWizard(self.data_panel.sources(), self.data_panel.bars, self.store,
                                         self.palette_, self, selected=self.data_panel.current_source())
         self.train_wizard.accepted.connect(lambda: self.start_training(self.train_wizard.request()))
@@ -206,10 +221,7 @@ class MainWindow(QMainWindow):
                         "trainingDock")
 
     def open_backtest_wizard(self, run_id: str | None = None) -> BacktestWizard:
-        """Open the wizard (optionally with a run chosen); accepting it starts the backtest job."""
-        if self.runner.is_running():
-            self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
-            return self.backtest_wizard
+        """Open the wizard (optionally with a run chosen); accepting it starts (or queues) the job."""
         self.backtest_wizard = BacktestWizard(self.store, self.data_panel.sources(), self.data_panel.bars,
                                               run_id, self)
         self.backtest_wizard.accepted.connect(lambda: self.start_backtest(self.backtest_wizard.request()))
@@ -222,27 +234,44 @@ class MainWindow(QMainWindow):
 
     def resume_run(self, run_id: str) -> None:
         record = self.store.get_run(run_id)
-        if record is None or self.runner.is_running():
-            self.statusBar().showMessage("A job is already running; cancel it first (Esc).", 5000)
+        if record is None:
             return
         self._start_job(lambda cancel: resume_run(self.store, run_id, cancel),
                         f"Resuming {record['kind']} run {run_id}", "trainingDock")
 
     def _start_job(self, job, name: str, dock: str) -> None:
+        """Run a job now, or queue it behind the running one (Cancel stops the running one only)."""
+        if self.runner.is_running():
+            self.queue.append((job, name, dock))
+            self.status.set_queued([n for _, n, _ in self.queue])
+            self.statusBar().showMessage(f"Queued: {name} (starts when {self.runner.name} ends)", 8000)
+            return
         self._job_dock = dock
         self.runner.start(job, name)
         self.status.job_started(name)
         self.docks[dock].show()
         self.docks[dock].raise_()
 
-    def show_backtest(self, backtest_id: str) -> None:
-        """Fill the Positions and Equity panels from a recorded backtest; it becomes the one exported."""
+    def show_backtest(self, backtest_id: str, bring_forward: bool = True) -> None:
+        """Fill the Positions and Equity panels from a recorded backtest; it becomes the one exported
+        and the one shown again after a relaunch."""
         view = load_view(self.store, backtest_id, self.data_panel.bars)
         self.positions_panel.show_backtest(view)
         self.equity_panel.show_backtest(view)
         self.backtest_id = backtest_id
+        QSettings().setValue(LAST_BACKTEST_KEY, backtest_id)
         self.actions_["export_signals"].setEnabled(True)
-        self.docks["equityDock"].raise_()
+        if bring_forward:
+            self.docks["equityDock"].raise_()
+
+    def restore_session(self) -> None:
+        """The backtest the panels showed when the workstation was last closed, if it still exists."""
+        backtest_id = QSettings().value(LAST_BACKTEST_KEY)
+        if backtest_id and self.store.get_backtest(str(backtest_id)) is not None:
+            try:
+                self.show_backtest(str(backtest_id), bring_forward=False)
+            except (OSError, ValueError) as error:  # a damaged frame: start empty, say why
+                self.statusBar().showMessage(f"Could not show the last backtest {backtest_id}: {error}", 8000)
 
     @Slot(str)
     def _on_backtest_deleted(self, backtest_id: str) -> None:
@@ -259,7 +288,7 @@ class MainWindow(QMainWindow):
     def export_signals(self) -> None:
         """Save the shown backtest's signals CSV (atomic) where the user chooses; recorded in the history."""
         settings = QSettings()
-        folder = Path(str(settings.value("folders/export", Path.home())))
+        folder = Path(str(settings.value(SAVE_FOLDER_KEY, settings.value("folders/export", Path.home()))))
         path, _ = QFileDialog.getSaveFileName(self, "Export signals", str(folder / f"{self.backtest_id}.csv"),
                                               "CSV files (*.csv)")
         if not path:
@@ -270,6 +299,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Export failed", str(error))
             return
         settings.setValue("folders/export", str(written.parent))
+        settings.setValue(SAVE_FOLDER_KEY, str(written.parent))
         self.statusBar().showMessage(f"Exported {rows} rows to {written}", 8000)
         self.history_panel.refresh()
 
@@ -281,7 +311,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Bring a chart panel to the front first.", 5000)
             return
         settings = QSettings()
-        folder = Path(str(settings.value("folders/png", Path.home())))
+        folder = Path(str(settings.value(SAVE_FOLDER_KEY, settings.value("folders/png", Path.home()))))
         path, _ = QFileDialog.getSaveFileName(self, "Save chart as PNG", str(folder / "chart.png"),
                                               "PNG images (*.png)")
         if not path:
@@ -291,6 +321,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Save failed", f"Could not write {path}: {file.errorString()}")
             return
         settings.setValue("folders/png", str(Path(path).parent))
+        settings.setValue(SAVE_FOLDER_KEY, str(Path(path).parent))
         self.statusBar().showMessage(f"Saved {path}", 5000)
 
     def set_theme(self, name: str) -> None:
@@ -315,6 +346,24 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state, STATE_VERSION)
         self.docks["dataDock"].raise_()
 
+    def shortcuts_html(self) -> str:
+        rows = [(a.shortcut().toString(QKeySequence.SequenceFormat.NativeText), a.text().replace("&", ""))
+                for a in self.actions_.values() if not a.shortcut().isEmpty()] + list(CHART_KEYS)
+        return "<table cellspacing=4>" + "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows) + \
+            f"</table><p>Documentation: <a href='{DOCS.parent.as_uri()}/README.md'>README</a> · " \
+            f"<a href='{DOCS.as_uri()}'>docs folder</a></p>"
+
+    def show_shortcuts(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard shortcuts", self.shortcuts_html(), parent=self)
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    def open_docs(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(DOCS.parent / "README.md")))
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(DOCS)))
+
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_TITLE}",
                           f"<b>{APP_TITLE}</b> {engine.__version__}<p>MLA Transformer price network and "
@@ -325,8 +374,6 @@ class MainWindow(QMainWindow):
 
     def _connect_runner(self) -> None:
         self.runner.busy_changed.connect(self.actions_["cancel"].setEnabled)
-        for key in ("train", "backtest"):
-            self.runner.busy_changed.connect(lambda busy, k=key: self.actions_[k].setEnabled(not busy))
         self.runner.progress_changed.connect(self.status.job_progress)
         self.runner.finished.connect(self._on_job_finished)
         self.history_panel.open_forecast.connect(self.show_forecast)
@@ -346,7 +393,11 @@ class MainWindow(QMainWindow):
         if isinstance(final, BacktestRecord) and final.status == "finished":
             self.show_backtest(final.backtest_id)
         if self._close_when_idle:
+            self.queue.clear()
             self.close()
+        elif self.queue:
+            self._start_job(*self.queue.pop(0))
+        self.status.set_queued([n for _, n, _ in self.queue])
 
     def _failure_box(self, final: Finished | BacktestRecord) -> None:
         """Window-modal but non-blocking, like every job dialog: the GUI stays usable behind it."""

@@ -36,11 +36,14 @@ class StatusBar(QStatusBar):
         self.progress.setVisible(False)
         self.eta_label = QLabel("")
         self.eta_label.setMinimumWidth(90)
+        self.queue_label = QLabel("")
+        self.queue_label.setVisible(False)
         self.db_label = QLabel(f"History: {db_path}")
         self.db_label.setToolTip("The SQLite run history every training run and backtest is recorded in")
         self.device_label = QLabel(device_summary())
         self.device_label.setToolTip("The compute device training uses when the device is 'auto'")
-        for widget in (self.job_label, self.progress, self.eta_label, self.db_label, self.device_label):
+        for widget in (self.job_label, self.progress, self.eta_label, self.queue_label, self.db_label,
+                       self.device_label):
             self.addPermanentWidget(widget)
 
     def job_started(self, name: str) -> None:
@@ -54,6 +57,12 @@ class StatusBar(QStatusBar):
             self.progress.setRange(0, total)
             self.progress.setValue(min(done, total))
         self.eta_label.setText(format_eta(eta))
+
+    def set_queued(self, names: list[str]) -> None:
+        """Jobs waiting behind the running one, in the order they will start."""
+        self.queue_label.setText(f"Queued: {len(names)}" if names else "")
+        self.queue_label.setToolTip("\n".join(f"{i + 1}. {n}" for i, n in enumerate(names)))
+        self.queue_label.setVisible(bool(names))
 
     def job_finished(self, name: str, status: str) -> None:
         self.progress.setVisible(False)

@@ -1,7 +1,8 @@
 """Colours of the workstation: dark (default) or light, and which colour means "up".
 
-Chinese markets paint rising prices red and falling ones green; US users expect the opposite, so
-the up/down pair is a separate choice from the theme.
+Chinese markets paint rising prices red and falling ones green; US users expect the opposite. By
+default each chart follows the market of the bars it shows (a BarTable's `market`): red up for
+"cn", green up elsewhere; either convention can also be forced everywhere.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
 
 THEMES = ("dark", "light")
-UP_DOWN = {"red-up": "Red up, green down (CN)", "green-up": "Green up, red down (US)"}
+UP_DOWN = {"market": "By market: red up for CN, green up elsewhere",
+           "red-up": "Red up, green down everywhere", "green-up": "Green up, red down everywhere"}
 RED, GREEN = "#e5484d", "#26a69a"
+RED_UP_MARKETS = ("cn",)
+# Regime bands: hues of their own, so a band never reads as a rising or falling candle.
+REGIME_COLOURS = {"bull": "#6c8ebf", "sideways": "#8b929e", "bear": "#a86cc1"}
 
 
 @dataclass(frozen=True)
@@ -34,20 +39,29 @@ class Palette:
     down: str
     warn: str
     error: str
-    series: tuple[str, ...]  # extra curves (per-module norms, pooled datasets)
+    series: tuple[str, ...]  # extra curves (per-module norms, pooled datasets), all distinct hues
+    up_down: str = "market"  # a key of UP_DOWN
+
+    def colours(self, market: str) -> tuple[str, str]:
+        """(up, down) for bars of this market under the user's choice."""
+        if self.up_down == "market":
+            return (RED, GREEN) if market in RED_UP_MARKETS else (GREEN, RED)
+        return self.up, self.down
 
 
-_SERIES = ("#4c9be8", "#f5a623", "#b48ead", "#8fbcbb", "#d08770", "#a3be8c", "#ebcb8b", "#88c0d0")
+_SERIES = ("#4c9be8", "#f5a623", "#b48ead", "#8fbcbb", "#e06c9f", "#a3be8c", "#ebcb8b", "#88c0d0")
 
 
-def palette(theme: str = "dark", up_down: str = "red-up") -> Palette:
-    """The palette for a theme name and an up/down choice (unknown names fall back to defaults)."""
-    up, down = (GREEN, RED) if up_down == "green-up" else (RED, GREEN)
+def palette(theme: str = "dark", up_down: str = "market") -> Palette:
+    """The palette for a theme name and an up/down choice (unknown names fall back to defaults);
+    `up`/`down` are the colours where no market applies (red up only when forced)."""
+    up_down = up_down if up_down in UP_DOWN else "market"
+    up, down = (RED, GREEN) if up_down == "red-up" else (GREEN, RED)
     if theme == "light":
         return Palette("light", "#f3f4f6", "#ffffff", "#f7f8fa", "#1f2328", "#656d76", "#d0d7de",
-                       "#0969da", "#e6e8eb", up, down, "#9a6700", "#cf222e", _SERIES)
+                       "#0969da", "#e6e8eb", up, down, "#9a6700", "#cf222e", _SERIES, up_down)
     return Palette("dark", "#1e2127", "#15171c", "#1b1e24", "#d7dae0", "#8b929e", "#343a46",
-                   "#4c9be8", "#2a2f38", up, down, "#e0af68", "#f7768e", _SERIES)
+                   "#4c9be8", "#2a2f38", up, down, "#e0af68", "#f7768e", _SERIES, up_down)
 
 
 def stylesheet(p: Palette) -> str:
@@ -96,7 +110,7 @@ QToolTip {{ background: {p.base}; color: {p.text}; border: 1px solid {p.border};
 """
 
 
-def apply(app: QApplication, theme: str = "dark", up_down: str = "red-up") -> Palette:
+def apply(app: QApplication, theme: str = "dark", up_down: str = "market") -> Palette:
     """Theme the whole application (Qt palette, stylesheet, pyqtgraph defaults); returns the palette."""
     p = palette(theme, up_down)
     qp = QPalette()

@@ -4,17 +4,25 @@ legends that leave the data visible, and the session restored."""
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
+import pandas as pd
 import pytest
-from PySide6.QtCore import QDate, Qt
+from PySide6.QtCore import QDate, QSettings, Qt
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QApplication, QWizard
 
-from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
-from engine.events import run_to_end
+from engine.config import BacktestConfig, DataConfig, PriceModelConfig, TrainConfig, override
+from engine.events import Finished, Progress, run_to_end
+from engine.jobs.backtest import backtest_job
 from engine.store import RunStore
 from engine.training.price import train_price
 from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET, fill_train_wizard
 from workstation import theme
 from workstation.main_window import MainWindow
+from workstation.panels.backtest_panels import METRIC_ROWS, regime_colours, wants_log
+from workstation.panels.history_details import dataset_name
 from workstation.wizards.fields import DateField
 
 
@@ -140,3 +148,137 @@ def test_walk_forward_folds_run_from_the_backtest_wizard(trained_window, qtbot, 
     assert final.status == "finished", final.error
     assert len(store.get_backtest(final.backtest_id)["config"]["walk_forward"]) == 2
     assert trained_window.backtest_id == final.backtest_id  # shown like any backtest
+
+
+# --- colours ----------------------------------------------------------------------------------------
+
+def test_up_colour_follows_the_market_of_the_bars_shown(window):
+    p = window.palette_
+    assert p.up_down == "market"
+    assert p.colours("cn") == (theme.RED, theme.GREEN) and p.colours("us") == (theme.GREEN, theme.RED)
+    window.data_panel.select("sse")
+    assert window.data_panel.chart.candles._colours == (theme.RED, theme.GREEN)
+    window.data_panel.select("aapl")
+    assert window.data_panel.chart.candles._colours == (theme.GREEN, theme.RED)
+    window.set_up_down("red-up")
+    assert window.palette_.colours("us") == (theme.RED, theme.GREEN)
+
+
+def test_every_baseline_has_its_own_colour_and_regimes_use_neither_up_nor_down(window):
+    curves = [window.equity_panel.strategy_curve, *window.equity_panel.baseline_curves.values()]
+    colours = {c.opts["pen"].color().name() for c in curves}
+    assert len(colours) == len(curves)
+    bands = set(regime_colours(window.palette_).values())
+    assert not bands & {theme.RED, theme.GREEN}
+
+
+# --- charts -----------------------------------------------------------------------------------------
+
+def test_data_panel_log_scale_draws_candles_in_log_units_and_is_remembered(window):
+    panel = window.data_panel
+    panel.select("sse")
+    close = panel.chart.frame["close"].to_numpy(float)
+    panel.log_scale.setChecked(True)
+    assert panel.chart.price_plot.getAxis("left").logMode
+    np.testing.assert_allclose(panel.chart.candles._ohlc[3], np.log10(close))
+    _low, high = panel.chart.price_plot.vb.viewRange()[1]
+    assert high < 10  # a log10 range, not prices in the thousands
+    assert QSettings().value("data/log_scale") in (True, "true")
+
+
+def test_equity_is_logarithmic_by_default_over_a_long_or_wide_span():
+    days = pd.bdate_range("2010-01-01", periods=400)
+    flat = pd.DataFrame({"strategy_equity": np.linspace(1, 1.5, 400)}, index=days)
+    assert not wants_log(flat, ["strategy_equity"])
+    assert wants_log(flat.assign(strategy_equity=np.linspace(1, 4, 400)), ["strategy_equity"])
+    long = pd.DataFrame({"strategy_equity": 1.0}, index=pd.bdate_range("2010-01-01", "2016-06-01"))
+    assert wants_log(long, ["strategy_equity"])
+
+
+def test_information_ratio_says_what_it_is_measured_against():
+    assert dict(METRIC_ROWS)["information_ratio"] == "Information ratio (vs buy and hold, no costs)"
+
+
+# --- help -------------------------------------------------------------------------------------------
+
+def test_help_lists_every_shortcut_and_links_the_docs(window):
+    text = window.shortcuts_html()
+    for action in window.actions_.values():
+        if not action.shortcut().isEmpty():
+            assert action.shortcut().toString(QKeySequence.SequenceFormat.NativeText) in text
+    assert "README" in text and "docs" in text
+
+
+# --- history ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def backtests(price_run) -> list[str]:
+    store, run_id = price_run
+    return [run_to_end(backtest_job(run_id, SMALL_DATASET, cfg=BacktestConfig(cost_bps=cost), store=store))
+            .backtest_id for cost in (0.0, 20.0)]
+
+
+def test_history_compares_selected_backtests_rebased_and_named_with_the_legend_off_the_data(
+        trained_window, backtests):
+    history = trained_window.history_panel
+    history.select(backtests)
+    assert history.compare.isVisible() and history.compare.columnCount() == 2
+    labels = [history.compare.horizontalHeaderItem(c).text() for c in range(2)]
+    assert all(label.startswith("Alphabet") or "#" in label for label in labels)
+    assert all(backtest_id not in label for backtest_id, label in zip(backtests, labels))
+    assert all(curve.yData[0] == pytest.approx(1.0) for curve in history.compare_curves)
+    assert [curve.name() for curve in history.compare_curves] == labels
+    plot = history.equity_widget.getPlotItem()
+    legend = history.equity_widget.legend.sceneBoundingRect()
+    assert not legend.intersects(plot.vb.sceneBoundingRect())
+
+
+def test_history_details_are_formatted_not_json(trained_window, price_run, backtests):
+    history = trained_window.history_panel
+    history.select([price_run[1]])
+    text = history.details.toPlainText()
+    assert "Split" in text and "Training" in text and "{" not in text
+    history.select([backtests[0]])
+    assert "Information ratio (vs buy and hold, no costs)" in history.details.toPlainText()
+
+
+def test_datasets_are_named_by_file_name_not_path():
+    assert dataset_name("/home/q/data/600000.csv, goog") == "600000.csv, goog"
+
+
+# --- session ----------------------------------------------------------------------------------------
+
+def test_the_last_backtest_comes_back_after_a_relaunch(trained_window, qtbot, backtests, price_run):
+    trained_window.show_backtest(backtests[1])
+    trained_window.close()
+    again = MainWindow(price_run[0])
+    qtbot.addWidget(again)
+    qtbot.waitUntil(lambda: again.backtest_id == backtests[1], timeout=10_000)
+    assert again.equity_panel.view.backtest_id == backtests[1]
+
+
+def _until_cancelled(cancel):
+    step = 0
+    while not cancel.cancelled:
+        yield Progress(step, 1_000_000, "waiting")
+        step += 1
+        time.sleep(0.01)  # a job thread's pace, not a test wait
+    return Finished(run_id="first", status="cancelled")
+
+
+def _at_once(cancel):
+    yield Progress(0, 1, "at once")
+    return Finished(run_id="second", status="finished")
+
+
+def test_a_second_job_queues_and_cancel_stops_only_the_running_one(window, qtbot):
+    results = []
+    window.runner.finished.connect(results.append)
+    window._start_job(_until_cancelled, "first", "trainingDock")
+    window._start_job(_at_once, "second", "trainingDock")
+    assert window.status.queue_label.text() == "Queued: 1" and window.queue
+    window.actions_["cancel"].trigger()
+    qtbot.waitUntil(lambda: len(results) == 2, timeout=10_000)
+    assert [(r.run_id, r.status) for r in results] == [("first", "cancelled"), ("second", "finished")]
+    assert not window.queue and not window.status.queue_label.isVisible()
+    assert not window.actions_["cancel"].isEnabled()

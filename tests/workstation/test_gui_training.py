@@ -163,7 +163,7 @@ def test_wizard_remembers_the_last_choices(window, qtbot):
     again = window.open_train_wizard()
     assert again.model_page.d_model.value() == 32
     assert again.compute_page.max_steps.value() == 3
-    assert again.data_page.checked() == ["goog"]
+    assert again.data_page.checked() == [window.data_panel.current_source()]  # the data panel's dataset wins
     again.reject()
 
 

@@ -30,19 +30,21 @@ from engine.data.io import BarTable
 from engine.jobs.backtest import load_backtest_frame
 from engine.regime import REGIME_NAMES
 from engine.store import RunStore
-from workstation.charts import Crosshair, PriceChart, date_plot, fast_curve, link_x, style_axes
+from workstation.charts import Crosshair, PriceChart, date_plot, fast_curve, legend_row, link_x, style_axes
 from workstation.panels.layout import column, panel_layout, split
-from workstation.theme import Palette
+from workstation.theme import REGIME_COLOURS, Palette
 
 BASELINES = {"buy_and_hold": "Buy and hold", "constant_5": "Constant 5", "sma_crossover": "SMA crossover",
              "follow_forecast": "Follow the forecast"}
+BASELINE_SERIES = {key: i + 1 for i, key in enumerate(BASELINES)}  # palette.series index: one hue each
+LOG_YEARS, LOG_RANGE = 5.0, 3.0
 BAND_STRENGTH = 0.16  # regime colour mixed into the background: opaque fills repaint fast
 SIGNED_PERCENT = {"total_return", "cagr", "max_drawdown"}
 PERCENT = {"volatility", "win_rate", "exposure"}
 REGIME_COLUMNS = ("total_return", "cagr", "sharpe", "max_drawdown", "win_rate", "exposure")
 METRIC_ROWS = (("total_return", "Total return"), ("cagr", "CAGR"), ("volatility", "Volatility"),
                ("sharpe", "Sharpe"), ("sortino", "Sortino"), ("calmar", "Calmar"),
-               ("max_drawdown", "Max drawdown"), ("information_ratio", "Information ratio"),
+               ("max_drawdown", "Max drawdown"), ("information_ratio", "Information ratio (vs buy and hold, no costs)"),
                ("win_rate", "Win rate"), ("turnover", "Turnover (x/yr)"), ("exposure", "Exposure"))
 
 
@@ -54,6 +56,7 @@ class BacktestView:
     record: dict
     frame: pd.DataFrame  # load_backtest_frame
     bars: pd.DataFrame  # open high low close [volume] on the frame's dates
+    market: str = "unknown"  # of the dataset: which colour means up
 
     @property
     def title(self) -> str:
@@ -68,10 +71,11 @@ def load_view(store: RunStore, backtest_id: str, bars: Callable[[str], BarTable]
         raise ValueError(f"no backtest {backtest_id!r} in {store.path}")
     frame = load_backtest_frame(record)
     try:
-        ohlc = bars(record["dataset"]).frame.reindex(frame.index)
+        table = bars(record["dataset"])
+        ohlc, market = table.frame.reindex(frame.index), table.market
     except (OSError, ValueError):  # the imported file moved: draw closes as flat candles
-        ohlc = pd.DataFrame({k: frame["close"] for k in ("open", "high", "low", "close")})
-    return BacktestView(backtest_id, record, frame, ohlc)
+        ohlc, market = pd.DataFrame({k: frame["close"] for k in ("open", "high", "low", "close")}), "unknown"
+    return BacktestView(backtest_id, record, frame, ohlc, market)
 
 
 def format_metric(key: str, value) -> str:
@@ -98,7 +102,8 @@ def blend(colour: str, background: str, strength: float) -> QColor:
 
 
 def regime_colours(palette: Palette) -> dict[str, str]:
-    return {"bull": palette.up, "sideways": palette.muted, "bear": palette.down}
+    """Neutral hues of their own: a bull band is not a rising candle's colour in either convention."""
+    return dict(REGIME_COLOURS)
 
 
 def regime_legend(palette: Palette) -> str:
@@ -131,6 +136,15 @@ class RegimeBands(pg.ImageItem):
             return
         (_, _), (low, high) = view.viewRange()
         self.setRect(QRectF(-0.5, low, float(len(self.labels)), high - low))
+
+
+def wants_log(frame: pd.DataFrame, columns: list[str]) -> bool:
+    """Log equity by default over a long span (more than LOG_YEARS) or a wide range (over LOG_RANGE x):
+    there a linear axis flattens the early years into a line along the bottom."""
+    years = (frame.index[-1] - frame.index[0]).days / 365.25 if len(frame) else 0.0
+    values = frame[columns].to_numpy(float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(years > LOG_YEARS or (values.size > 0 and values.max() / values.min() > LOG_RANGE))
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -238,7 +252,7 @@ class PositionsPanel(_BacktestPanel):
     def _draw(self) -> None:
         view, p = self.view, self.palette_
         frame = view.frame
-        self.chart.set_bars(view.bars, view.record["config"].get("instrument", ""))
+        self.chart.set_bars(view.bars, view.record["config"].get("instrument", ""), view.market)
         self.chart.show_range(-0.5, len(frame) - 0.5)
         self.position_plot.getAxis("bottom").set_dates(frame.index)
         self.position_plot.setLimits(xMin=-2, xMax=len(frame) + 2, minXRange=10)
@@ -251,8 +265,9 @@ class PositionsPanel(_BacktestPanel):
         x = np.arange(len(frame), dtype=float)
         low, high = view.bars["low"].to_numpy(float), view.bars["high"].to_numpy(float)
         up, down = change > 0, change < 0
-        self.buys.setData(x[up], low[up], brush=pg.mkBrush(p.up))
-        self.sells.setData(x[down], high[down], brush=pg.mkBrush(p.down))
+        up_colour, down_colour = p.colours(view.market)
+        self.buys.setData(x[up], low[up], brush=pg.mkBrush(up_colour))
+        self.sells.setData(x[down], high[down], brush=pg.mkBrush(down_colour))
         per_regime = view.record["metrics"].get("per_regime", {})
         _fill(self.regime_table, [[name] + [format_metric(k, m.get(k)) for k in REGIME_COLUMNS]
                                   for name in reversed(REGIME_NAMES) if (m := per_regime.get(name))])
@@ -278,10 +293,10 @@ class EquityPanel(_BacktestPanel):
         self.plots = pg.GraphicsLayoutWidget()
         self.equity_plot = date_plot(pd.DatetimeIndex([]))
         self.drawdown_plot = date_plot(pd.DatetimeIndex([]))
-        self.plots.addItem(self.equity_plot, row=0, col=0)
-        self.plots.addItem(self.drawdown_plot, row=1, col=0)
-        self.plots.ci.layout.setRowStretchFactor(0, 3)
-        self.plots.ci.layout.setRowStretchFactor(1, 1)
+        self.plots.addItem(self.equity_plot, row=1, col=0)
+        self.plots.addItem(self.drawdown_plot, row=2, col=0)
+        self.plots.ci.layout.setRowStretchFactor(1, 3)
+        self.plots.ci.layout.setRowStretchFactor(2, 1)
         for plot in (self.equity_plot, self.drawdown_plot):
             plot.setMouseEnabled(x=True, y=False)
             plot.getAxis("left").setWidth(64)
@@ -293,10 +308,10 @@ class EquityPanel(_BacktestPanel):
         link_x([self.equity_plot, self.drawdown_plot])
         self.bands = RegimeBands()
         self.equity_plot.addItem(self.bands, ignoreBounds=True)
-        self.legend_item = self.equity_plot.addLegend(offset=(10, 10), brush=pg.mkBrush(palette.base + "d0"))
+        self.legend_item = legend_row(self.plots.ci, self.equity_plot, 0, columns=len(BASELINES) + 1)
         self.strategy_curve = fast_curve(self.equity_plot, palette.accent, 2, "Strategy")
-        self.baseline_curves = {key: fast_curve(self.equity_plot, palette.series[i + 1], 1, name)
-                                for i, (key, name) in enumerate(BASELINES.items())}
+        self.baseline_curves = {key: fast_curve(self.equity_plot, palette.series[BASELINE_SERIES[key]], 1, name)
+                                for key, name in BASELINES.items()}
         self.drawdown_curve = fast_curve(self.drawdown_plot, palette.down)
         self.drawdown_curve.setFillLevel(0)
         self.crosshair = Crosshair([self.equity_plot, self.drawdown_plot], palette.muted)
@@ -334,8 +349,11 @@ class EquityPanel(_BacktestPanel):
             curve.setData(*((x, frame[column].to_numpy(float)) if shown else ([], [])))
             self._set_legend_visible(curve, shown)
         self.drawdown_curve.setData(x, frame["drawdown"].to_numpy(float) * 100)
-        self.drawdown_curve.setBrush(blend(p.down, p.base, 0.45))
+        down = p.colours(view.market)[1]
+        self.drawdown_curve.setPen(pg.mkPen(down))
+        self.drawdown_curve.setBrush(blend(down, p.base, 0.45))
         self.bands.set_data(frame["regime"].to_numpy(), regime_colours(p), p.base)
+        self.log_scale.setChecked(wants_log(frame, [c for c in frame if c.endswith("_equity")]))
         self.equity_plot.setXRange(-0.5, len(frame) - 0.5, padding=0.01)
         self.equity_plot.enableAutoRange(y=True)
         self.drawdown_plot.enableAutoRange(y=True)

@@ -8,6 +8,7 @@ from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -27,6 +28,7 @@ from workstation.theme import Palette
 
 IMPORTED_KEY = "data/imported"
 FOLDER_KEY = "folders/import"
+LOG_KEY = "data/log_scale"
 MARKETS_KEY = "data/markets"  # {source: market} the user chose; absent: inferred on import
 MARKET_LABELS = {"cn": "cn: A-share, ±10 % daily limit", "us": "us: no daily limit",
                  "unknown": "unknown: no daily limit"}
@@ -77,6 +79,11 @@ class DataPanel(QWidget):
         for column in range(4):
             self.issues.header().setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         self.chart = PriceChart(palette)
+        self.log_scale = QCheckBox("Log scale")
+        self.log_scale.setToolTip("Prices on a logarithmic axis: equal moves in percent look equal (remembered)")
+        self.log_scale.setChecked(QSettings().value(LOG_KEY, False) in (True, "true"))
+        self.chart.set_log_y(self.log_scale.isChecked())
+        self.log_scale.toggled.connect(self._on_log_scale)
         self._layout()
         self.tree.currentItemChanged.connect(self._on_current)
         self.import_button.clicked.connect(self.choose_file)
@@ -91,6 +98,7 @@ class DataPanel(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Market"))
         buttons.addWidget(self.market)
+        buttons.addWidget(self.log_scale)
         left = QWidget()
         stack(left, (self.tree, 3), buttons, self.details, self.issues_title, (self.issues, 2), margin=PANEL_MARGIN)
         self.splitter = split(left, self.chart, [400, 1000], grow=1)
@@ -142,6 +150,10 @@ class DataPanel(QWidget):
         """The markets the user set, by source (the rest are inferred)."""
         value = QSettings().value(MARKETS_KEY, {})
         return {k: v for k, v in dict(value or {}).items() if v in MARKETS}
+
+    def _on_log_scale(self, on: bool) -> None:
+        QSettings().setValue(LOG_KEY, on)
+        self.chart.set_log_y(on)
 
     def _on_market(self, _index: int) -> None:
         """The user's word on the market: remembered, and the dataset re-read with it."""
@@ -222,7 +234,7 @@ class DataPanel(QWidget):
             return
         item.setText(1, f"{len(table.frame):,}")
         item.setText(2, f"{table.frame.index[0]:%Y}–{table.frame.index[-1]:%Y}")
-        self.chart.set_bars(table.frame, table.instrument)
+        self.chart.set_bars(table.frame, table.instrument, table.market)
         self.market.blockSignals(True)  # showing the market is not choosing it
         self.market.setCurrentIndex(self.market.findData(table.market))
         self.market.blockSignals(False)

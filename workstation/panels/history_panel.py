@@ -1,13 +1,14 @@
 """The run history as a tree that shows lineage: price run -> strategy run -> backtests -> exports.
 
 Sortable and filterable (QSortFilterProxyModel, recursive so a matching backtest keeps its runs
-visible); the details pane holds a record's full config; selecting several rows overlays their loss
-curves (training runs) or equity curves (backtests). Commands act on the current row.
+visible); the details pane shows a record's recipe, split and metrics, formatted; selecting several
+rows puts their metrics side by side and overlays their loss curves (training runs) or their equity
+curves rebased to 1 at their common start (backtests), named by instrument, kind and short id.
+Commands act on the current row.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import numpy as np
@@ -19,9 +20,11 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLineEdit,
     QMessageBox,
-    QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -29,7 +32,16 @@ from PySide6.QtWidgets import (
 
 from engine.jobs.backtest import load_backtest_frame
 from engine.store import RunStore
-from workstation.charts import style_axes
+from workstation.charts import LegendPlot, style_axes
+from workstation.panels.history_details import (
+    backtest_details,
+    backtest_label,
+    compare_backtests,
+    compare_runs,
+    dataset_name,
+    run_details,
+    run_label,
+)
 from workstation.theme import Palette
 
 COLUMNS = ["Run", "Kind", "Status", "Dataset", "Model", "Key metrics", "Started", "Duration"]
@@ -115,9 +127,13 @@ class HistoryPanel(QWidget):
         self.filter.setPlaceholderText("Filter: run id, kind, status, dataset, metric…")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self._on_filter)
-        self.details = QPlainTextEdit()
-        self.details.setReadOnly(True)
-        self.details.setPlaceholderText("Select a run to see its full configuration and results")
+        self.details = QTextBrowser()
+        self.details.setPlaceholderText("Select a run to see its recipe, split and results")
+        self.compare = QTableWidget()
+        self.compare.setToolTip("Metrics of the selected backtests (or runs), side by side")
+        self.compare.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.compare.setAlternatingRowColors(True)
+        self.compare.setVisible(False)
         self._build_plots()
         self._build_buttons()
         self._layout()
@@ -126,13 +142,12 @@ class HistoryPanel(QWidget):
         self.refresh()
 
     def _build_plots(self) -> None:
-        self.loss_widget = pg.PlotWidget(title="Loss (validation where recorded)")
-        self.equity_widget = pg.PlotWidget(title="Backtest equity",
-                                           axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.loss_widget = LegendPlot("Loss (validation where recorded)")
+        self.equity_widget = LegendPlot("Backtest equity, rebased to 1 at the common start",
+                                        axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         for widget in (self.loss_widget, self.equity_widget):
-            plot = widget.getPlotItem()
-            style_axes(plot, self.palette_)
-            plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(self.palette_.base + "d0"))
+            style_axes(widget.getPlotItem(), self.palette_)
+            widget.getPlotItem().getViewBox().setDefaultPadding(0.05)  # no curve runs along the frame
             widget.setMinimumHeight(160)
         self.loss_widget.setLabel("bottom", "step")
         self.equity_widget.setVisible(False)
@@ -165,6 +180,7 @@ class HistoryPanel(QWidget):
             bar.addWidget(button)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.details)
+        right.addWidget(self.compare)
         right.addWidget(self.loss_widget)
         right.addWidget(self.equity_widget)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -193,7 +209,7 @@ class HistoryPanel(QWidget):
             d_text, d_sort = _duration(record["started"], record["ended"])
             row = _row(("run", record["run_id"]), [
                 (record["run_id"], record["run_id"]), (record["kind"], record["kind"]),
-                (record["status"], record["status"]), (record["dataset"], record["dataset"]),
+                (record["status"], record["status"]), (dataset_name(record["dataset"]), record["dataset"]),
                 (_model_text(record), _model_text(record)), (m_text, m_sort),
                 (record["started"].replace("T", " ")[:19], record["started"]), (d_text, d_sort)])
             (rows.get(record["parent_run"]) or self.model.invisibleRootItem()).appendRow(row)
@@ -214,7 +230,7 @@ class HistoryPanel(QWidget):
         period = f"{config.get('start')} → {config.get('end')}"
         row = _row(("backtest", backtest["backtest_id"]), [
             (backtest["backtest_id"], backtest["backtest_id"]), ("backtest", "backtest"), (period, period),
-            (backtest["dataset"], backtest["dataset"]), (costs, costs), (m_text, m_sort),
+            (dataset_name(backtest["dataset"]), backtest["dataset"]), (costs, costs), (m_text, m_sort),
             (backtest["created"].replace("T", " ")[:19], backtest["created"]), ("", float("nan"))])
         parent.appendRow(row)
         for export in self.store.list_exports(backtest["backtest_id"]):
@@ -267,7 +283,7 @@ class HistoryPanel(QWidget):
         kind, key = self._current()
         record = self.store.get_run(key) if kind == "run" else None
         backtest = self.store.get_backtest(key) if kind == "backtest" else None
-        self.details.setPlainText(self._details(kind, record, backtest, key))
+        self.details.setHtml(self._details(kind, record, backtest, key))
         run_kind, status = (record or {}).get("kind"), (record or {}).get("status")
         self.buttons["forecast"].setEnabled(run_kind in ("price", "strategy"))
         self.buttons["backtest"].setEnabled(status == "finished" and run_kind in ("price", "strategy"))
@@ -279,11 +295,9 @@ class HistoryPanel(QWidget):
 
     def _details(self, kind: str, record: dict | None, backtest: dict | None, key: str) -> str:
         if record is not None:
-            shown = {k: v for k, v in record.items() if k not in ("pid", "host", "heartbeat")}
-            shown["checkpoints"] = [{k: c[k] for k in ("path", "step", "is_best")} for c in self.store.checkpoints(key)]
-            return json.dumps(shown, indent=2, ensure_ascii=False)
+            return run_details(record, self.store.checkpoints(key))
         if backtest is not None:
-            return json.dumps({k: v for k, v in backtest.items() if k != "frame_json"}, indent=2, ensure_ascii=False)
+            return backtest_details(backtest)
         return key
 
     def _overlay(self) -> None:
@@ -298,13 +312,43 @@ class HistoryPanel(QWidget):
             name = next((n for n in LOSS_SERIES if self.store.metric_series(run_id, n)), None)
             if name:
                 steps, values = np.asarray(self.store.metric_series(run_id, name), dtype=float).T
-                self._curve(self.loss_widget, steps, values, f"{run_id} {name}", i)
-        for i, backtest_id in enumerate(backtests):
-            frame = load_backtest_frame(self.store.get_backtest(backtest_id))
-            seconds = frame.index.to_numpy().astype("datetime64[s]").astype(np.float64)  # unit-safe epoch
-            self._curve(self.equity_widget, seconds, frame["strategy_equity"].to_numpy(float), backtest_id, i)
+                self._curve(self.loss_widget, steps, values, f"{run_label(self.store.get_run(run_id))} {name}", i)
+        records = [self.store.get_backtest(b) for b in backtests]
+        frames = [load_backtest_frame(r) for r in records]
+        start = max((f.index[0] for f in frames), default=None)
+        for i, (record, frame) in enumerate(zip(records, frames)):
+            equity = frame["strategy_equity"]
+            if start <= frame.index[-1]:  # overlapping: rebased to 1 on the first day they all have
+                equity = equity.loc[start:] / equity.loc[start:].iloc[0]
+            else:  # disjoint periods: each from 1 at its own start
+                equity = equity / equity.iloc[0]
+            seconds = equity.index.to_numpy().astype("datetime64[s]").astype(np.float64)  # unit-safe epoch
+            self._curve(self.equity_widget, seconds, equity.to_numpy(float), backtest_label(record), i)
         self.equity_widget.setVisible(bool(backtests))
         self.loss_widget.setVisible(bool(runs) or not backtests)
+        self._compare(runs, records)
+
+    def _compare(self, runs: list[str], backtests: list[dict]) -> None:
+        """Two or more backtests (else runs) selected: their metrics side by side."""
+        if len(backtests) >= 2:
+            columns, rows = compare_backtests(backtests)
+        elif len(runs) >= 2:
+            columns, rows = compare_runs([self.store.get_run(r) for r in runs])
+        else:
+            self.compare.setVisible(False)
+            return
+        self.compare.clear()
+        self.compare.setColumnCount(len(columns))
+        self.compare.setRowCount(len(rows))
+        self.compare.setHorizontalHeaderLabels(columns)
+        self.compare.setVerticalHeaderLabels([row[0] for row in rows])
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row[1:]):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.compare.setItem(r, c, item)
+        self.compare.resizeColumnsToContents()
+        self.compare.setVisible(True)
 
     def _curve(self, widget: pg.PlotWidget, x: np.ndarray, y: np.ndarray, name: str, i: int) -> None:
         colour = self.palette_.series[i % len(self.palette_.series)]
