@@ -74,6 +74,8 @@ QTabBar::tab {{ background: {p.window}; color: {p.muted}; padding: 6px 14px; bor
 QTabBar::tab:selected {{ color: {p.text}; border-bottom: 2px solid {p.accent}; }}
 QLineEdit, QSpinBox, QDoubleSpinBox, QComboBox, QDateEdit, QPlainTextEdit, QTextEdit {{
     background: {p.base}; border: 1px solid {p.border}; border-radius: 3px; padding: 3px 5px; }}
+QLineEdit:disabled, QSpinBox:disabled, QDoubleSpinBox:disabled, QComboBox:disabled, QDateEdit:disabled {{
+    color: {p.muted}; background: {p.window}; }}
 QLineEdit:focus, QSpinBox:focus, QDoubleSpinBox:focus, QComboBox:focus, QDateEdit:focus {{
     border-color: {p.accent}; }}
 QListWidget, QTreeWidget, QTableWidget {{ background: {p.base}; alternate-background-color: {p.alt_base};

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from workstation.panels.backtest_panels import METRIC_ROWS, format_metric
 
+COMPACT = {"information_ratio": "Info ratio vs buy & hold"}  # row names of the narrow comparison table
 RUN_FIELDS = (("run_id", "Run"), ("kind", "Kind"), ("status", "Status"), ("dataset", "Datasets"),
               ("parent_run", "Price run"), ("seed", "Seed"), ("device", "Device"), ("started", "Started"),
               ("ended", "Ended"), ("error", "Error"))
@@ -37,7 +38,7 @@ def run_label(record: dict) -> str:
 
 def backtest_label(backtest: dict) -> str:
     config = backtest["config"]
-    name = config.get("instrument") or dataset_name(backtest["dataset"])
+    name = (config.get("instrument") or dataset_name(backtest["dataset"])).split(" (")[0]  # no code suffix
     kind = "walk-forward" if config.get("walk_forward") else config.get("kind", "")
     return f"{name} {kind} {short_id(backtest['backtest_id'])}".replace("  ", " ")
 
@@ -99,7 +100,8 @@ def backtest_details(backtest: dict) -> str:
 def compare_backtests(backtests: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Column labels and rows (metric, one value per backtest) for a side-by-side table."""
     rows = [["Period"] + [f"{b['config'].get('start')} → {b['config'].get('end')}" for b in backtests]]
-    rows += [[label] + [format_metric(k, b["metrics"].get(k)) for b in backtests] for k, label in METRIC_ROWS]
+    rows += [[COMPACT.get(k, label)] + [format_metric(k, b["metrics"].get(k)) for b in backtests]
+             for k, label in METRIC_ROWS]
     return [backtest_label(b) for b in backtests], rows
 
 

@@ -18,6 +18,7 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
+    QHeaderView,
     QLineEdit,
     QMessageBox,
     QPushButton,
@@ -134,6 +135,7 @@ class HistoryPanel(QWidget):
         self.compare.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.compare.setAlternatingRowColors(True)
         self.compare.setVisible(False)
+        self.compare.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # every column in view
         self._build_plots()
         self._build_buttons()
         self._layout()
@@ -183,6 +185,8 @@ class HistoryPanel(QWidget):
         right.addWidget(self.compare)
         right.addWidget(self.loss_widget)
         right.addWidget(self.equity_widget)
+        for i, stretch in enumerate((2, 2, 3, 3)):  # details, comparison, loss, equity
+            right.setStretchFactor(i, stretch)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.tree)
         splitter.addWidget(right)
@@ -347,7 +351,6 @@ class HistoryPanel(QWidget):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.compare.setItem(r, c, item)
-        self.compare.resizeColumnsToContents()
         self.compare.setVisible(True)
 
     def _curve(self, widget: pg.PlotWidget, x: np.ndarray, y: np.ndarray, name: str, i: int) -> None:

@@ -114,6 +114,7 @@ class PeriodPage(QWizardPage):
         self._bars = bars
         self.src: Source | None = None
         self.held_out = ""
+        self.period_info = ""  # what the info line says about the held-out period
         self.dataset = QComboBox()
         for label, source in sources:
             self.dataset.addItem(label, source)
@@ -163,7 +164,11 @@ class PeriodPage(QWizardPage):
         self.fraction.setEnabled(bool(folds))
         if folds:
             self.warning.setVisible(False)
+            self.info.setText(f"Walk-forward: the run is retrained {folds} times, each time on data up to "
+                              "the next block only, and the blocks are traded as one backtest; the period "
+                              "above does not apply.")
         else:
+            self.info.setText(self.period_info)
             self._check_overlap()
 
     def initializePage(self) -> None:
@@ -206,10 +211,10 @@ class PeriodPage(QWizardPage):
         self.start.setDate(_qdate(start))
         self.end.setDate(_qdate(end))
         seen = bool(self.src.trained_on(bars))
-        self.info.setText(f"Held-out period from {start} (the test split the model never fitted)." if seen else
-                          f"The model never trained on {bars.instrument}: the whole usable history is "
-                          f"out of sample, from {start}.")
-        self._check_overlap()
+        self.period_info = (f"Held-out period from {start} (the test split the model never fitted)." if seen else
+                            f"The model never trained on {bars.instrument}: the whole usable history is "
+                            f"out of sample, from {start}.")
+        self._on_folds(self.folds.value())
 
     def _check_overlap(self) -> None:
         if self.src is None or self.folds.value():
