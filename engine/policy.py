@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from engine.atomic import atomic_save_npy
-from engine.checkpoint import CheckpointError, load_model_state
+from engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from engine.config import DataConfig, StrategyModelConfig, from_dict
 from engine.data import WindowSet
-from engine.forecast import LoadedPriceModel, encode_windows, load_price_model, read_checkpoint
+from engine.forecast import LoadedPriceModel, encode_windows, is_run_id, load_price_model, read_checkpoint
 from engine.models import StrategyNetwork
 from engine.store import RunStore
 
@@ -104,6 +104,18 @@ def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = 
                           list(extra.get("sources", [])), list(extra.get("fingerprints", [])))
 
 
+def model_kind(model_ref: str | Path, store: RunStore | None = None) -> str:
+    """The kind of a run id as recorded ("price", "strategy", ...), or of a checkpoint file: a strategy
+    checkpoint records the price network it reads ("price" in its configs). ValueError: no such run."""
+    if not is_run_id(model_ref):
+        return "strategy" if "price" in load_checkpoint(model_ref).get("configs", {}) else "price"
+    store = store or RunStore()
+    record = store.get_run(str(model_ref))
+    if record is None:
+        raise ValueError(f"no run {model_ref!r} in {store.path}")
+    return record["kind"]
+
+
 def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
                        cache_dir: Path | None = None, fingerprint: str = "") -> np.ndarray:
     """Deterministic positions 0..10 for decision days of one instrument."""
@@ -124,6 +136,7 @@ __all__ = [
     "LoadedStrategy",
     "day_features",
     "load_strategy_model",
+    "model_kind",
     "policy_positions",
     "strategy_positions",
 ]

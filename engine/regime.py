@@ -42,18 +42,20 @@ def _votes(x: Array, low: Array | float, high: Array | float) -> Array:
     return (x > high) * 1 - (x < low) * 1
 
 
-def vote(
+VOTERS = ("simple", "technical", "adaptive")
+
+
+def voters(
     returns: Array,
     thresholds: RegimeThresholds = DEFAULT_THRESHOLDS,
     bounds: tuple[Array, Array] | None = None,
-) -> Array:
-    """Labels [B] of periods returns [B, L] (daily simple returns), numpy or torch alike.
+) -> dict[str, tuple[Array, Array, Array, Array]]:
+    """Each voter's (statistic, low, high, vote) over periods returns [B, L], vote +1 / 0 / -1.
 
-    Voters: simple (vol-scaled t statistic of the mean return), technical (last `short_days`
-    mean vs the period mean, momentum building or fading) and adaptive (period mean vs `bounds`,
-    the low/high quantiles of past period means, [B] each). Without `bounds` the adaptive voter
-    uses the quantiles of this batch's period means: hindsight use only. Majority wins; when all
-    three differ the label is sideways. numpy gives int8, torch gives int64.
+    simple: the period's mean return against +-simple_t standard errors; technical: the last
+    `short_days` mean minus the period mean against +-technical_margin daily stds (momentum building
+    or fading); adaptive: the period mean against `bounds`, the low/high quantiles of past period
+    means ([B] each; None: this batch's quantiles, hindsight use only).
     """
     length = returns.shape[-1]
     mean = returns.mean(-1)
@@ -63,11 +65,22 @@ def vote(
         bounds = _batch_bounds(mean, thresholds)
     margin = thresholds.simple_t * std / length**0.5
     tech = thresholds.technical_margin * std
-    votes = (
-        _votes(mean, -margin, margin),
-        _votes(short - mean, -tech, tech),
-        _votes(mean, bounds[0], bounds[1]),
-    )
+    parts = {"simple": (mean, -margin, margin), "technical": (short - mean, -tech, tech),
+             "adaptive": (mean, bounds[0], bounds[1])}
+    return {name: (x, low, high, _votes(x, low, high)) for name, (x, low, high) in parts.items()}
+
+
+def vote(
+    returns: Array,
+    thresholds: RegimeThresholds = DEFAULT_THRESHOLDS,
+    bounds: tuple[Array, Array] | None = None,
+) -> Array:
+    """Labels [B] of periods returns [B, L] (daily simple returns), numpy or torch alike.
+
+    The three `voters` vote; majority wins; when all three differ the label is sideways.
+    numpy gives int8, torch gives int64.
+    """
+    votes = [v[3] for v in voters(returns, thresholds, bounds).values()]
     bull = sum((v == 1) * 1 for v in votes) >= 2
     bear = sum((v == -1) * 1 for v in votes) >= 2
     labels = SIDEWAYS + bull * 1 - bear * 1
@@ -97,18 +110,13 @@ def hindsight_labels(
     return vote(returns, thresholds, bounds)
 
 
-def causal_labels(
+def causal_periods(
     close: np.ndarray, lookback: int = 20, thresholds: RegimeThresholds = DEFAULT_THRESHOLDS
-) -> np.ndarray:
-    """Label [T] int8 of each day t from closes <= t only; -1 where history is too short.
-
-    Day t votes on its trailing `lookback` returns; the adaptive bounds are rolling quantiles of
-    the period means of earlier days (strictly before t), so no future bar can change a label.
-    """
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What day t votes on, for t >= lookback (row t - lookback): its trailing `lookback` returns
+    [T - lookback, lookback] and the adaptive bounds (low, high), rolling quantiles of the period
+    means of earlier days (strictly before t), so no future bar can change a vote."""
     close = np.asarray(close, dtype=np.float64)
-    out = np.full(close.shape[0], -1, dtype=np.int8)
-    if close.shape[0] <= lookback:
-        return out
     returns = close[1:] / close[:-1] - 1.0
     # row j of periods ends at day j + lookback
     periods = sliding_window_view(returns, lookback)
@@ -116,6 +124,18 @@ def causal_labels(
     rolling = means.rolling(thresholds.adaptive_window, min_periods=thresholds.adaptive_min_periods)
     low = rolling.quantile(thresholds.adaptive_low).shift(1).to_numpy()
     high = rolling.quantile(thresholds.adaptive_high).shift(1).to_numpy()
+    return periods, low, high
+
+
+def causal_labels(
+    close: np.ndarray, lookback: int = 20, thresholds: RegimeThresholds = DEFAULT_THRESHOLDS
+) -> np.ndarray:
+    """Label [T] int8 of each day t from closes <= t only (causal_periods); -1 where history is
+    too short."""
+    out = np.full(len(close), -1, dtype=np.int8)
+    if len(close) <= lookback:
+        return out
+    periods, low, high = causal_periods(close, lookback, thresholds)
     labels = vote(periods, thresholds, (low, high))
     known = np.isfinite(periods).all(-1) & np.isfinite(low) & np.isfinite(high)
     out[lookback:] = np.where(known, labels, -1)
@@ -134,9 +154,12 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "REGIME_NAMES",
     "SIDEWAYS",
+    "VOTERS",
     "RegimeThresholds",
     "causal_labels",
+    "causal_periods",
     "hindsight_labels",
     "regime_names",
     "vote",
+    "voters",
 ]

@@ -20,7 +20,7 @@ import pandas as pd
 from engine.backtest.run import BacktestResult, deflate, forecast_positions, run_backtest
 from engine.backtest.signals import export_signals
 from engine.backtest.stats import recorded_sharpes
-from engine.checkpoint import file_sha256, load_checkpoint
+from engine.checkpoint import file_sha256
 from engine.config import HORIZON, BacktestConfig, DataConfig, to_dict
 from engine.data import (
     BarTable,
@@ -34,7 +34,7 @@ from engine.data import (
 )
 from engine.events import CancelToken, Event, Progress
 from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
-from engine.policy import LoadedStrategy, load_strategy_model, strategy_positions
+from engine.policy import LoadedStrategy, load_strategy_model, model_kind, strategy_positions
 from engine.store import RunStore
 
 PRED_COLUMNS = [f"pred_{h}" for h in range(1, HORIZON + 1)]
@@ -83,13 +83,7 @@ class Source:
 def load_source(model_ref: str, store: RunStore) -> Source:
     """A run id (its best checkpoint) or a checkpoint path; never executes code from the file."""
     run_id = model_ref if is_run_id(model_ref) else None
-    if run_id is not None:
-        record = store.get_run(run_id)
-        if record is None:
-            raise ValueError(f"no run {run_id!r} in {store.path}")
-        kind = record["kind"]
-    else:
-        kind = "strategy" if "price" in load_checkpoint(model_ref).get("configs", {}) else "price"
+    kind = model_kind(model_ref, store)
     if kind not in ("price", "strategy"):
         raise ValueError(f"run {model_ref!r} is a {kind} run: backtest a price or strategy run")
     strategy = load_strategy_model(model_ref, store) if kind == "strategy" else None

@@ -1,10 +1,14 @@
 """Attention for the price encoder: DeepSeek-V2 Multi-head Latent Attention and a plain MHA for A/B.
 
 Both take (x, cos, sin) and return a tensor shaped like x. The encoder reads a window of past bars
-only, so attention is bidirectional (no causal mask).
+only, so attention is bidirectional (no causal mask). Inside `attention_readout(model)` each layer
+also writes its attention probabilities to a side list, for explanations; the output is unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +18,22 @@ from engine.config import PriceModelConfig
 from engine.models.layers import RMSNorm, apply_rotary
 
 
-class MLA(nn.Module):
+class _ReadOut:
+    """Mixin: when `readout` is a list, forward appends softmax(q k^T / sqrt(d)) (B, H, T, T) to it.
+
+    Computed apart from the fused kernel (which never materialises it), so reading it changes no
+    result and costs nothing when off.
+    """
+
+    readout: list[Tensor] | None = None
+
+    def _read(self, q: Tensor, k: Tensor) -> None:
+        if self.readout is not None:  # q, k: (B, T, H, D)
+            scores = torch.einsum("bqhd,bkhd->bhqk", q.float(), k.float()) / q.shape[-1] ** 0.5
+            self.readout.append(scores.softmax(dim=-1).detach())
+
+
+class MLA(_ReadOut, nn.Module):
     """Multi-head Latent Attention.
 
     q = [q_nope, rope(q_pe)] per head, from x or from a low-rank query latent;
@@ -52,6 +71,7 @@ class MLA(nn.Module):
         kv = self.wkv_b(self.kv_norm(c_kv)).view(b, t, h, -1)
         k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
         k = torch.cat([k_nope, k_pe.expand(b, t, h, self.rope_dim)], dim=-1)
+        self._read(q, k)
         pad = q.shape[-1] - self.v_dim
         if pad > 0:  # flash kernels need equal q/k/v widths; zero columns beat the unfused math path
             v = F.pad(v, (0, pad))
@@ -59,7 +79,7 @@ class MLA(nn.Module):
         return self.wo(out[..., : self.v_dim].transpose(1, 2).reshape(b, t, h * self.v_dim))
 
 
-class MHA(nn.Module):
+class MHA(_ReadOut, nn.Module):
     """Plain multi-head attention with rotary positions on the whole head (fused QKV projection)."""
 
     def __init__(self, cfg: PriceModelConfig) -> None:
@@ -74,8 +94,24 @@ class MHA(nn.Module):
         b, t, d = x.shape
         q, k, v = self.wqkv(x).view(b, t, 3, self.n_heads, -1).unbind(dim=2)  # (B, T, H, D) each
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        self._read(q, k)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.wo(out.transpose(1, 2).reshape(b, t, d))
+
+
+@contextmanager
+def attention_readout(model: nn.Module) -> Iterator[list[Tensor]]:
+    """Within the block, every forward of `model` appends each attention layer's probabilities
+    (B, H, T, T), in layer order, to the yielded list; the model's outputs are unchanged."""
+    layers = [m for m in model.modules() if isinstance(m, _ReadOut)]
+    maps: list[Tensor] = []
+    for layer in layers:
+        layer.readout = maps
+    try:
+        yield maps
+    finally:
+        for layer in layers:
+            layer.readout = None
 
 
 def rotary_dim(cfg: PriceModelConfig) -> int:

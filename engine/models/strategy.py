@@ -65,7 +65,10 @@ class StrategyNetwork(nn.Module):
         checkpoint's optimizer state resumes only into the same groups."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
 
-    def forward(self, features: Tensor, tau: float = 1.0, deterministic: bool = False) -> StrategyOutput:
+    def forward(self, features: Tensor, tau: float = 1.0, deterministic: bool = False,
+                held: Tensor | None = None) -> StrategyOutput:
+        """held (B, S): positions fed back instead of the network's own choices, so a decision's logits
+        are a smooth function of the features along a fixed walk (what explanations attribute)."""
         b, s, _ = features.shape
         features = F.dropout(features, self.cfg.dropout, self.training and not deterministic)
         state = features.new_zeros(b, self.cfg.state_dim)
@@ -80,7 +83,9 @@ class StrategyNetwork(nn.Module):
                 memory = self.cell(step_in, memory)
                 state = memory[0]
             day_logits = self.head(torch.cat([features[:, t], state], dim=-1))
-            if deterministic:
+            if held is not None:
+                position = held[:, t].to(features.dtype)
+            elif deterministic:
                 position = day_logits.argmax(dim=-1).to(features.dtype)
             else:
                 choice = relaxed_one_hot(day_logits, self.cfg.head, tau, self.cfg.hard)
