@@ -6,6 +6,11 @@ mae_ratio (model MAE / MAE of the zero-return forecast; below 1 beats it), Pears
 Spearman `rank_ic`, `hit_rate` (sign agreement over days that moved) beside `up_rate` (how often an
 always-up guess would hit). Pooled figures are per-instrument averages, never sums. Undefined
 figures (no days, a constant forecast) are NaN, never a warning; the CLI writes them as null.
+
+A distributional forecast (quantiles [n, H, Q] of the h-day log return at `levels`) is scored by
+the pinball loss against reference forecasts on the same days (`pinball_skill` = 1 - model / ref:
+above 0 beats it), the share of realised returns inside its central bands (`coverage`: 50/80/90 %)
+and a PIT histogram (flat when calibrated).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import numpy as np
 MIN_DAYS = 3  # a correlation of fewer points is +-1 or undefined, not evidence
 
 INSTRUMENT_KEYS = ("mae_ratio", "ic", "rank_ic", "hit_rate", "up_rate")
+NESTED_KEYS = ("pinball_skill", "coverage")  # {name: figure} per horizon, pooled name by name
+BANDS = {"0.5": (0.25, 0.75), "0.8": (0.1, 0.9), "0.9": (0.05, 0.95)}  # central band -> its two levels
+BAND_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)  # the median and every band's levels
+PIT_BINS = 10
 
 
 def _divide(num: np.ndarray, den: np.ndarray, ok: np.ndarray | bool = True) -> np.ndarray:
@@ -107,8 +116,19 @@ def pooled_scores(instruments: Mapping[str, Mapping[str, Any]]) -> dict[str, lis
     for h, group in sorted(rows.items()):
         used = [row for row in group if row["days"] > 0]
         means = {k: float(_mean(np.array([row[k] for row in used], dtype=np.float64))) for k in INSTRUMENT_KEYS}
-        out.append({"h": h, "instruments": len(used), "days": sum(row["days"] for row in used), **means})
+        nested = {k: _pooled_nested([row.get(k) for row in used]) for k in NESTED_KEYS if any(k in r for r in used)}
+        out.append({"h": h, "instruments": len(used), "days": sum(row["days"] for row in used), **means, **nested})
     return {"horizons": out}
+
+
+def _pooled_nested(values: list[Mapping[str, float | None] | None]) -> dict[str, float] | None:
+    """Name-by-name average of {name: figure} dicts (None: an instrument without them, left out)."""
+    given = [v for v in values if v is not None]
+    if not given:
+        return None
+    names = dict.fromkeys(k for v in given for k in v)
+    return {k: float(_mean(np.array([np.nan if v.get(k) is None else v[k] for v in given], dtype=np.float64)))
+            for k in names}
 
 
 def cross_section(pred: np.ndarray, realised: np.ndarray, min_names: int = 5) -> dict[str, Any]:
@@ -140,13 +160,145 @@ def _ir(daily: np.ndarray) -> float:
     return float(x.mean() / x.std(ddof=1))
 
 
+def _level_index(levels: Sequence[float], level: float) -> int | None:
+    hits = np.flatnonzero(np.isclose(np.asarray(levels, dtype=np.float64), level))
+    return int(hits[0]) if len(hits) else None
+
+
+def _quantile_arrays(q: np.ndarray, realised: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    q, r = np.asarray(q, dtype=np.float64), np.asarray(realised, dtype=np.float64)
+    if q.ndim != 3 or q.shape[:2] != r.shape or q.shape[2] != len(levels):
+        raise ValueError(f"quantiles {q.shape} need [n, H, {len(levels)}] beside realised {r.shape}")
+    return q, r
+
+
+def pinball(q: np.ndarray, realised: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """[H] mean pinball loss of quantiles q [n, H, Q] at `levels` for realised [n, H], averaged over
+    the levels and the days where the realised value and every quantile are finite."""
+    q, r = _quantile_arrays(q, realised, levels)
+    tau = np.asarray(levels, dtype=np.float64)
+    miss = r[..., None] - q  # (n, H, Q)
+    loss = np.maximum(tau * miss, (tau - 1.0) * miss).mean(-1)
+    ok = np.isfinite(loss)
+    return _mean(np.where(ok, loss, np.nan).T)
+
+
+def pinball_skill(model: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """1 - model / baseline pinball loss: above 0 the model beats the baseline (NaN where undefined)."""
+    return 1.0 - _divide(model, baseline)
+
+
+def coverage(q: np.ndarray, realised: np.ndarray, levels: Sequence[float]) -> dict[str, np.ndarray | None]:
+    """{"0.5", "0.8", "0.9"}: [H] share of days whose realised value lies in the central band
+    [q_lo, q_hi]; None for a band whose levels the forecast does not carry."""
+    q, r = _quantile_arrays(q, realised, levels)
+    out: dict[str, np.ndarray | None] = {}
+    for band, (lo, hi) in BANDS.items():
+        i, j = _level_index(levels, lo), _level_index(levels, hi)
+        if i is None or j is None:
+            out[band] = None
+            continue
+        ok = np.isfinite(r) & np.isfinite(q[..., i]) & np.isfinite(q[..., j])
+        inside = ok & (r >= q[..., i]) & (r <= q[..., j])
+        out[band] = _divide(inside.sum(0), ok.sum(0))
+    return out
+
+
+def pit(q: np.ndarray, realised: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """[n, H] probability integral transform: the level at which the realised value meets the
+    quantile function, interpolated linearly between the given levels (quantiles sorted first, so
+    crossing ones are rearranged); beyond the outer quantiles, the middle of that tail."""
+    q, r = _quantile_arrays(q, realised, levels)
+    q = np.sort(q, axis=-1)
+    tau = np.concatenate([[0.0], np.asarray(levels, dtype=np.float64), [1.0]])
+    k = (q <= r[..., None]).sum(-1)  # quantiles at or below: 0..Q
+    edges = np.concatenate([q[..., :1], q, q[..., -1:]], axis=-1)  # the tails: zero width
+    lo_q = np.take_along_axis(edges, k[..., None], -1)[..., 0]
+    hi_q = np.take_along_axis(edges, k[..., None] + 1, -1)[..., 0]
+    lo_t, hi_t = tau[k], tau[k + 1]
+    inner = (k > 0) & (k < q.shape[-1])
+    frac = np.where(inner, _divide(r - lo_q, hi_q - lo_q), 0.5)  # tails: midpoint; flat steps: lower
+    u = lo_t + (hi_t - lo_t) * np.nan_to_num(frac)
+    return np.where(np.isfinite(r) & np.isfinite(q).all(-1), u, np.nan)
+
+
+def pit_histogram(q: np.ndarray, realised: np.ndarray, levels: Sequence[float],
+                  bins: int = PIT_BINS) -> np.ndarray:
+    """[H, bins] share of days whose PIT falls in each of `bins` equal bins of [0, 1] (all near
+    1 / bins when calibrated); NaN rows for a horizon without days."""
+    u = pit(q, realised, levels)
+    ok = np.isfinite(u)
+    which = np.clip((np.nan_to_num(u) * bins).astype(np.int64), 0, bins - 1)
+    counts = (ok[..., None] & (which[..., None] == np.arange(bins))).sum(0)  # (H, bins)
+    return _divide(counts, ok.sum(0)[:, None])
+
+
+def _floats(x: np.ndarray | None, i: int) -> float | None:
+    return None if x is None else float(x[i])
+
+
+def distribution_scores(q: np.ndarray, realised: np.ndarray, levels: Sequence[float],
+                        references: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Per horizon: pinball loss, pinball_skill against each reference forecast [n, H, Q] (scored on
+    the days both have) and coverage of the central bands."""
+    q, r = _quantile_arrays(q, realised, levels)
+    finite = np.isfinite(q).all(-1)
+    skills = {}
+    for name, ref in references.items():
+        ref, _ = _quantile_arrays(ref, r, levels)
+        both = np.where(finite & np.isfinite(ref).all(-1), r, np.nan)
+        skills[name] = pinball_skill(pinball(q, both, levels), pinball(ref, both, levels))
+    loss, cover = pinball(q, r, levels), coverage(q, r, levels)
+    return [{"pinball": float(loss[i]), "pinball_skill": {k: float(v[i]) for k, v in skills.items()},
+             "coverage": {band: _floats(v, i) for band, v in cover.items()}} for i in range(r.shape[1])]
+
+
+def baseline_report(references: Mapping[str, np.ndarray], realised: np.ndarray, levels: Sequence[float],
+                    against: str = "climatology") -> dict[str, Any]:
+    """Each baseline's own figures (pinball skill against `against`, coverage), per horizon, as in
+    the published reference tables."""
+    r = np.asarray(realised, dtype=np.float64)
+    out = {}
+    for name, q in references.items():
+        rows = distribution_scores(q, r, levels, {against: references[against]})
+        days = (np.isfinite(r) & np.isfinite(np.asarray(q)).all(-1)).sum(0)
+        out[name] = {"horizons": [{"h": i + 1, "days": int(days[i]), **row} for i, row in enumerate(rows)]}
+    return out
+
+
+def distribution_figures(quantiles: np.ndarray | None, realised: np.ndarray, levels: Sequence[float],
+                         references: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """One instrument's distributional figures: "rows" (pinball_skill and coverage per horizon, None
+    for a point forecast), "pit" (None or {"edges", "fraction": [H][bins]}) and "baselines"."""
+    rows: list[dict[str, Any]] = [{"pinball_skill": None, "coverage": None}] * np.shape(realised)[1]
+    histogram = None
+    if quantiles is not None:
+        rows = [{k: row[k] for k in NESTED_KEYS}
+                for row in distribution_scores(quantiles, realised, levels, references)]
+        fractions = pit_histogram(quantiles, realised, levels)
+        histogram = {"edges": np.linspace(0.0, 1.0, PIT_BINS + 1).tolist(),
+                     "fraction": [[float(x) for x in row] for row in fractions]}
+    return {"rows": rows, "pit": histogram, "baselines": baseline_report(references, realised, levels)}
+
+
 def evaluate_forecasts(instruments: Mapping[str, tuple[np.ndarray, np.ndarray]],
                        panel: tuple[np.ndarray, np.ndarray] | None = None,
-                       horizons: Sequence[int] | None = None, min_names: int = 5) -> dict[str, Any]:
+                       horizons: Sequence[int] | None = None, min_names: int = 5, *,
+                       quantiles: Mapping[str, np.ndarray | None] | None = None,
+                       references: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+                       levels: Sequence[float] = BAND_LEVELS) -> dict[str, Any]:
     """The `evaluate` report: {"instruments": {name: {"horizons": [...]}}, "pooled": {...},
     "cross_section": None | {"horizons": [...]}}. instruments maps a name to (pred, realised)
-    [n_days, H] log returns; panel is (pred, realised) [dates, instruments, H] on a shared calendar."""
+    [n_days, H] log returns; panel is (pred, realised) [dates, instruments, H] on a shared calendar.
+    references (per name: {"climatology", "ewma", "garch"} quantiles [n, H, Q] at `levels`) add
+    pinball_skill and coverage to each horizon (null without the name's model quantiles), and
+    "pit" and "baselines" to the instrument."""
     report = {name: {"horizons": horizon_scores(p, r, horizons)} for name, (p, r) in instruments.items()}
+    for name, refs in (references or {}).items():
+        figures = distribution_figures((quantiles or {}).get(name), instruments[name][1], levels, refs)
+        for row, extra in zip(report[name]["horizons"], figures["rows"]):
+            row.update(extra)
+        report[name].update(pit=figures["pit"], baselines=figures["baselines"])
     section = None
     if panel is not None:
         p, r = (np.asarray(a, dtype=np.float64) for a in panel)

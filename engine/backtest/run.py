@@ -24,6 +24,11 @@ notional equal to the equity: a position change of 10 up to the drift. The book 
 A one-bar delay (metrics delay_1_*) trades every decision one bar later than the fill says: how
 much of the result rests on acting within the bar.
 
+Baselines trade on the same tape (fill, costs, rules): buy and hold, constant 5, an SMA crossover,
+follow the forecast (with forecasts), a 10 % volatility target on the RiskMetrics EWMA and, with a
+1-day distribution forecast (median and sigma of the log return), the analytic mean-variance
+fraction clip(median / (lambda sigma^2), 0, 1) behind a no-trade band.
+
 A-share rules (cfg.ashare_rules, engine/backtest/ashare.py): the exposure cannot rise at a fill
 at limit-up nor fall at a fill at limit-down (against the previous close, on the board's limit
 rounded to the 0.01 tick; prices must be raw). T+1 needs no extra rule: shares bought at one
@@ -43,12 +48,17 @@ import torch
 from engine.backtest.ashare import apply_limits, daily_limits, limit_days
 from engine.backtest.metrics import compute_metrics, drawdown
 from engine.backtest.stats import probabilistic_sharpe, sharpe_statistics
+from engine.baselines import TRADING_DAYS, ewma_sigma
 from engine.config import FILLS, HORIZON, BacktestConfig
 from engine.regime import causal_labels, regime_names
 
 FORECAST_GAIN = 5.0  # follow_forecast: position 5 + gain * (predicted 1-day log return / daily vol)
 VOL_DAYS = 20  # trailing days of the follow_forecast volatility
 NO_OPENS = "the data have no opens: decisions fill at the close"
+VOL_TARGET = 0.10  # vol_target: annualised volatility aimed at, position 10 min(1, target / EWMA vol)
+RISK_AVERSION = 2.0  # analytic: lambda in clip(median / (lambda sigma^2), 0, 1)
+NO_TRADE_STEPS = 2  # analytic: trade only when the target is this many steps from the held position
+NO_DISTRIBUTION = "the model forecasts no 1-day median and sigma"
 
 Array = np.ndarray | torch.Tensor
 
@@ -121,6 +131,45 @@ def forecast_positions(close: pd.Series, predicted: pd.DataFrame) -> pd.Series:
     vol = log_ret.rolling(VOL_DAYS, min_periods=VOL_DAYS).std()
     score = np.log(predicted.iloc[:, 0].reindex(close.index) / close) / vol
     return (5.0 + FORECAST_GAIN * score).round().clip(0, 10).fillna(5.0).astype(np.int64)
+
+
+def vol_target_positions(close: pd.Series, target: float = VOL_TARGET) -> pd.Series:
+    """round(10 min(1, target / annualised RiskMetrics vol known at each close)); 0 before the EWMA
+    has its warm-up (no estimate, no risk taken)."""
+    vol = ewma_sigma(close.to_numpy(dtype=np.float64)) * np.sqrt(TRADING_DAYS)
+    weight = np.minimum(1.0, _divide_or_nan(np.full(vol.shape, target), vol))
+    return pd.Series(np.nan_to_num(np.round(10.0 * weight)).astype(np.int64), index=close.index)
+
+
+def _divide_or_nan(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, NaN where den is not a positive number (no warning)."""
+    return np.divide(num, den, out=np.full(den.shape, np.nan), where=np.isfinite(den) & (den > 0))
+
+
+def banded(targets: np.ndarray, band: int = NO_TRADE_STEPS, start: int = 0) -> np.ndarray:
+    """Held positions [T] under a no-trade band: move to targets[t] only when it is at least `band`
+    steps from the position held, else keep it (NaN target: keep). Path-dependent, yet vectorised:
+    each day is a map of the 11 possible held positions, and a prefix scan composes them in
+    log2(T) numpy steps."""
+    states = np.arange(11)
+    t = np.asarray(targets, dtype=np.float64)[:, None]
+    move = np.isfinite(t) & (np.abs(np.nan_to_num(t) - states) >= band)
+    maps = np.where(move, np.nan_to_num(t), states).astype(np.int64)  # (T, 11): held before -> after day t
+    step = 1
+    while step < len(maps):  # Hillis-Steele scan: maps[t] becomes day t's map after all earlier days'
+        maps[step:] = np.take_along_axis(maps[step:], maps[:-step], axis=1)
+        step *= 2
+    return maps[:, start]
+
+
+def analytic_positions(distribution: pd.DataFrame, risk_aversion: float = RISK_AVERSION,
+                       band: int = NO_TRADE_STEPS) -> pd.Series:
+    """10 clip(median / (lambda sigma^2), 0, 1) on the 0..10 grid, traded through the no-trade band;
+    distribution: per decision date the 1-day log return's "median" and "sigma"."""
+    median, sigma = (distribution[k].to_numpy(dtype=np.float64) for k in ("median", "sigma"))
+    fraction = np.clip(_divide_or_nan(median, risk_aversion * sigma**2), 0.0, 1.0)
+    held = banded(np.round(10.0 * fraction), band)
+    return pd.Series(held, index=distribution.index)
 
 
 @dataclass
@@ -214,6 +263,7 @@ def run_backtest(
     *,
     opens: pd.Series | None = None,
     instrument: str = "",
+    distribution: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Backtest positions (decided at each close) over cfg.start..cfg.end, next to baselines.
 
@@ -223,7 +273,9 @@ def run_backtest(
     closes per date (first column = t+1). per_regime attributes each day's return to the regime
     known when its position was set (the previous close). opens: the day's opens (raw prices, as
     close) for the next-open fill; without them decisions fill at the close. instrument: the name
-    holding the exchange code, for the A-share board's limit.
+    holding the exchange code, for the A-share board's limit. distribution: the model's 1-day
+    log-return "median" and "sigma" per date, for the analytic baseline (without it that baseline
+    is left out and metrics["baseline_notes"] says why).
 
     frame (index "date"): close, position (the decision at that close as executed, after the
     A-share rules), exposure, regime (name or ""), strategy_return, strategy_equity,
@@ -261,7 +313,7 @@ def run_backtest(
         pred = predicted.iloc[:, :HORIZON].reindex(days)
         frame[[f"pred_{h}" for h in range(1, pred.shape[1] + 1)]] = pred.to_numpy()
     baselines = {}
-    for name, path in _baseline_positions(close, days, cfg, predicted).items():
+    for name, path in _baseline_positions(close, days, cfg, predicted, distribution).items():
         base = _simulate(tape, path)
         baselines[name] = _metrics(base, bench, cfg)
         frame[f"{name}_equity"] = base["equity"]
@@ -274,6 +326,8 @@ def run_backtest(
                "delay_1_total_return": late["total_return"]}
     if tape.note:
         metrics["fill_note"] = tape.note
+    if distribution is None:
+        metrics["baseline_notes"] = {"analytic": NO_DISTRIBUTION}
     decided_in = regime.shift(1).fillna("")
     per_regime = {name: _metrics(sim, bench, cfg, (decided_in == name).to_numpy())
                   for name in sorted(set(decided_in) - {""})}
@@ -281,14 +335,18 @@ def run_backtest(
 
 
 def _baseline_positions(close: pd.Series, days: pd.DatetimeIndex, cfg: BacktestConfig,
-                        predicted: pd.DataFrame | None) -> dict[str, np.ndarray]:
+                        predicted: pd.DataFrame | None,
+                        distribution: pd.DataFrame | None) -> dict[str, np.ndarray]:
     paths = {
         "buy_and_hold": np.full(len(days), 10, dtype=np.int64),
         "constant_5": np.full(len(days), 5, dtype=np.int64),
         "sma_crossover": _sma_positions(close, cfg.sma_fast, cfg.sma_slow).reindex(days).to_numpy(),
+        "vol_target": vol_target_positions(close).reindex(days).to_numpy(),
     }
     if predicted is not None:
         paths["follow_forecast"] = forecast_positions(close, predicted).reindex(days).to_numpy()
+    if distribution is not None:  # the band starts in cash on the first backtest day
+        paths["analytic"] = analytic_positions(distribution.reindex(days)).to_numpy()
     return paths
 
 
@@ -322,10 +380,13 @@ __all__ = [
     "FORECAST_GAIN",
     "BacktestResult",
     "Tape",
+    "analytic_positions",
     "backtest_equity",
+    "banded",
     "deflate",
     "forecast_positions",
     "make_tape",
     "run_backtest",
     "stitch_blocks",
+    "vol_target_positions",
 ]

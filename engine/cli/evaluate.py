@@ -8,6 +8,7 @@ import math
 from engine.cli.core import BadInput, Output, ProgressBar, command, iso_date, open_store
 from engine.device import DEVICE_HELP
 
+SHORT = {"climatology": "clim", "ewma": "EWMA", "garch": "GARCH"}
 HEADER = f"  {'h':>2} {'days':>6} {'MAE ratio':>9} {'IC':>7} {'rank IC':>7} {'hit rate':>8} {'up rate':>7}"
 
 
@@ -37,6 +38,32 @@ def horizon_lines(rows: list[dict]) -> list[str]:
             for r in rows]
 
 
+def distribution_lines(report: dict) -> list[str]:
+    """The model's pinball skill and band coverage (when it forecasts quantiles), then the volatility
+    baselines' own figures against climatology, as in the published reference tables."""
+    lines = []
+    rows = report["horizons"]
+    if rows and rows[0].get("pinball_skill"):
+        lines += ["  model: pinball skill vs climatology / EWMA / GARCH-t; coverage of the 50/80/90 % bands",
+                  *[f"  {r['h']:>2} " + " ".join(_num(r["pinball_skill"][k], '+.3f', 7)
+                                                for k in ("climatology", "ewma", "garch"))
+                    + "   " + " ".join(_num(r["coverage"][b], '.1%', 6) for b in ("0.5", "0.8", "0.9"))
+                    for r in rows]]
+    baselines = report.get("baselines") or {}
+    if baselines:
+        names = [k for k in ("ewma", "garch") if k in baselines]
+        lines += ["  baselines: pinball skill vs climatology; 80 % band coverage",
+                  f"  {'h':>2} " + " ".join(f"{SHORT[k] + ' skill':>11}" for k in names)
+                  + " " + " ".join(f"{SHORT[k] + ' cov80':>11}" for k in ["climatology", *names])]
+        for i, r in enumerate(baselines["climatology"]["horizons"]):
+            skill = " ".join(_num(baselines[k]["horizons"][i]["pinball_skill"]["climatology"], '+.3f', 11)
+                             for k in names)
+            cover = " ".join(_num(baselines[k]["horizons"][i]["coverage"]["0.8"], '.1%', 11)
+                             for k in ["climatology", *names])
+            lines.append(f"  {r['h']:>2} {skill} {cover}")
+    return lines
+
+
 def report_text(data: dict) -> str:
     who = f"run {data['run_id']}" if data["run_id"] else "checkpoint"
     lines = [f"forecast quality of {who} (sha256 {data['checkpoint_sha256'][:12]}), h-day log returns; "
@@ -45,7 +72,7 @@ def report_text(data: dict) -> str:
         first, last = report["period"]
         where = "IN-SAMPLE (overlaps training)" if report["in_sample"] else "out of sample"
         lines += ["", f"{name} ({report['dataset']}): {first} .. {last}, {where}", HEADER,
-                  *horizon_lines(report["horizons"])]
+                  *horizon_lines(report["horizons"]), *distribution_lines(report)]
     if len(data["instruments"]) > 1:
         lines += ["", f"pooled: per-instrument averages of {len(data['instruments'])} instruments", HEADER,
                   *horizon_lines(data["pooled"]["horizons"])]

@@ -6,6 +6,10 @@ what the model never trained or selected on: days on or after its recorded `test
 run has calendar cut dates; for older runs the held-out test split its training carved from an
 instrument it trained on (split as training did), and every usable day of an instrument it never
 saw. Each instrument reports its period and whether any of it is in-sample.
+
+Beside the model, the volatility baselines (engine.baselines: climatology, EWMA, GARCH(1,1)-t) are
+forecast causally on the same days: a model with quantiles gets its pinball skill against each,
+band coverage and a PIT histogram; every report carries the baselines' own figures.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from engine.baselines import baseline_quantiles
 from engine.data import BarTable, WindowSet
 from engine.device import select_device
-from engine.evaluation import evaluate_forecasts
+from engine.evaluation import BAND_LEVELS, evaluate_forecasts
 from engine.events import CancelToken, Event, Progress
 from engine.forecast import LoadedPriceModel, encode_windows, load_bars_as_trained, model_windows
 from engine.jobs.backtest import Source, Training, held_out_start, load_source
@@ -41,6 +46,8 @@ class Scored:
     pred: np.ndarray  # [n, H] predicted log(close_{e+h} / close_e)
     realised: np.ndarray  # [n, H] the same realised (NaN past the data)
     in_sample: bool
+    references: dict[str, np.ndarray]  # baseline quantiles [n, H, Q] at BAND_LEVELS on the same days
+    quantiles: np.ndarray | None = None  # [n, H, Q] the model's own, for a distributional network
 
     @property
     def period(self) -> list[str]:
@@ -163,10 +170,13 @@ def evaluate_job(model_ref: str, data: list[str] | None = None, *, store: RunSto
             done += len(chunks[-1])
             yield Progress(done, total, f"forecasting {ws.instrument}")
         name = _unique_name(ws.instrument, dataset, {s.name: s for s in scored})
+        yield Progress(done, total, f"volatility baselines of {ws.instrument}")
+        references = baseline_quantiles(ws.close, ws.dates, days, BAND_LEVELS, ws.horizon)
         scored.append(Scored(name, dataset, ws.dates[days], np.concatenate(chunks), ws.targets(days),
-                             bool(in_sample)))
+                             bool(in_sample), references))
     figures = evaluate_forecasts({s.name: (s.pred, s.realised) for s in scored}, _panel(scored),
-                                 min_names=CROSS_SECTION_MIN)
+                                 min_names=CROSS_SECTION_MIN, quantiles={s.name: s.quantiles for s in scored},
+                                 references={s.name: s.references for s in scored}, levels=BAND_LEVELS)
     instruments = {s.name: {"dataset": s.dataset, "period": s.period, "in_sample": s.in_sample,
                             **figures["instruments"][s.name]} for s in scored}
     return EvaluationReport("finished", src.run_id, src.price.sha256, datasets, instruments,

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 
 from engine.evaluation import (
+    BAND_LEVELS,
     average_ranks,
+    coverage,
     cross_section,
     evaluate_forecasts,
     horizon_scores,
+    pinball,
+    pinball_skill,
+    pit,
     pooled_scores,
     row_rank_pearson,
 )
@@ -143,3 +148,46 @@ def test_report_keys_follow_the_cli_contract():
     assert [s["h"] for s in section] == list(range(1, 8))
     assert {"h", "days", "rank_ic", "ic", "icir", "top_minus_bottom"} <= set(section[0])
     assert evaluate_forecasts({"A": (pred[:, 0], real[:, 0])})["cross_section"] is None
+
+
+def test_pinball_matches_a_hand_computation():
+    levels = (0.1, 0.9)
+    q = np.array([[[-1.0, 1.0]], [[0.0, 2.0]], [[np.nan, 1.0]]])  # (n=3, H=1, Q=2)
+    realised = np.array([[2.0], [-1.0], [0.0]])
+    # day 0: 0.1 * 3 and 0.9 * 1; day 1: 0.9 * 1 and 0.1 * 3; day 2 has a NaN quantile: left out
+    assert pinball(q, realised, levels) == pytest.approx([(0.3 + 0.9 + 0.9 + 0.3) / 4])
+    assert pinball_skill(np.array([1.0, 2.0, 1.0]), np.array([2.0, 2.0, 0.0]))[:2] == pytest.approx([0.5, 0.0])
+    assert math.isnan(pinball_skill(np.array([1.0]), np.array([0.0]))[0])
+
+
+def test_coverage_and_pit_by_hand():
+    q = np.tile(np.array(BAND_LEVELS) * 10 - 5, (4, 1, 1))  # levels 0.05..0.95 at -4.5..4.5
+    realised = np.array([[-4.7], [0.0], [3.0], [np.nan]])
+    cover = coverage(q, realised, BAND_LEVELS)
+    assert cover["0.5"] == pytest.approx([1 / 3]) and cover["0.9"] == pytest.approx([2 / 3])
+    u = pit(q, realised, BAND_LEVELS)[:, 0]
+    assert u[0] == pytest.approx(0.025) and u[1] == pytest.approx(0.5) and u[2] == pytest.approx(0.8)
+    assert math.isnan(u[3])
+    assert coverage(q[..., [1, 3, 5]], realised, (0.1, 0.5, 0.9))["0.5"] is None  # levels it lacks
+
+
+def test_evaluate_forecasts_adds_distribution_keys_null_for_a_point_model():
+    rng = np.random.default_rng(0)
+    real = rng.normal(0, 1, (300, 2))
+    truth = np.broadcast_to(np.array([-1.2816, 0.0, 1.2816]), (300, 2, 3))
+    wide = truth * 3
+    refs = {"climatology": wide, "ewma": wide, "garch": truth}
+    levels = (0.1, 0.5, 0.9)
+    report = evaluate_forecasts({"A": (real * 0, real), "B": (real * 0, real)}, quantiles={"A": truth, "B": None},
+                                references={"A": refs, "B": refs}, levels=levels)
+    a, b = report["instruments"]["A"], report["instruments"]["B"]
+    assert set(a["horizons"][0]["pinball_skill"]) == {"climatology", "ewma", "garch"}
+    assert a["horizons"][0]["pinball_skill"]["climatology"] > 0.2
+    assert a["horizons"][0]["pinball_skill"]["garch"] == pytest.approx(0.0)
+    assert set(a["horizons"][0]["coverage"]) == {"0.5", "0.8", "0.9"}
+    assert a["horizons"][0]["coverage"]["0.8"] == pytest.approx(0.8, abs=0.07)
+    assert len(a["pit"]["fraction"]) == 2 and len(a["pit"]["edges"]) == 11
+    assert b["horizons"][0]["pinball_skill"] is None and b["horizons"][0]["coverage"] is None and b["pit"] is None
+    assert b["baselines"]["garch"]["horizons"][0]["pinball_skill"]["climatology"] > 0.2
+    pooled = report["pooled"]["horizons"][0]
+    assert pooled["pinball_skill"]["climatology"] == pytest.approx(a["horizons"][0]["pinball_skill"]["climatology"])

@@ -35,7 +35,7 @@ from workstation.panels.layout import column, panel_layout, split
 from workstation.theme import REGIME_COLOURS, Palette
 
 BASELINES = {"buy_and_hold": "Buy and hold", "constant_5": "Constant 5", "sma_crossover": "SMA crossover",
-             "follow_forecast": "Follow the forecast"}
+             "follow_forecast": "Follow the forecast", "vol_target": "Vol target 10%", "analytic": "Analytic"}
 BASELINE_SERIES = {key: i + 1 for i, key in enumerate(BASELINES)}  # palette.series index: one hue each
 LOG_YEARS, LOG_RANGE = 5.0, 3.0
 BAND_STRENGTH = 0.16  # regime colour mixed into the background: opaque fills repaint fast
@@ -369,7 +369,8 @@ class EquityPanel(_BacktestPanel):
     def _fill_metrics(self) -> None:
         record = self.view.record
         columns = [record["metrics"]] + [record["baselines"].get(key, {}) for key in BASELINES]
-        self.metrics_table.setColumnHidden(len(columns), "follow_forecast" not in record["baselines"])
+        for index, key in enumerate(BASELINES, start=2):  # a baseline this backtest lacks: no column
+            self.metrics_table.setColumnHidden(index, key not in record["baselines"])
         _fill(self.metrics_table, [[label] + [drawdown_text(m) if key == "max_drawdown" else
                                               format_metric(key, m.get(key)) for m in columns]
                                    for key, label in METRIC_ROWS])

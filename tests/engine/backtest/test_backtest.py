@@ -137,7 +137,7 @@ def test_baselines_run_on_the_same_days(walk):
     result = run_backtest(walk, positions, BacktestConfig(), predicted=predicted)
     frame = result.frame
     assert frame.index[0] == walk.index[200] and len(frame) == 400
-    assert set(result.baselines) == {"buy_and_hold", "constant_5", "sma_crossover", "follow_forecast"}
+    assert set(result.baselines) == {"buy_and_hold", "constant_5", "sma_crossover", "follow_forecast", "vol_target"}
     assert {f"pred_{h}" for h in range(1, 8)} | {f"{k}_equity" for k in result.baselines} <= set(frame)
     # a forecast of +1 % a day is several trailing sigmas: the forecast follower goes all in
     assert result.baselines["follow_forecast"]["exposure"] > 0.95

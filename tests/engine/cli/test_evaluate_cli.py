@@ -69,10 +69,24 @@ def test_json_has_one_row_per_horizon_per_instrument_on_the_trained_dataset_by_d
     assert [row["h"] for row in spx["horizons"]] == list(range(1, 8))
     for row in spx["horizons"]:
         assert set(row) >= ROW_KEYS
-        assert "pinball_skill" not in row and "coverage" not in row
+        assert row["pinball_skill"] is None and row["coverage"] is None  # a point forecaster's
         assert row["days"] > 100
         assert 0.5 < row["mae_ratio"] < 2 and -1 <= row["ic"] <= 1 and 0 <= row["up_rate"] <= 1
     assert report["cross_section"] is None  # one instrument has no cross-section
+
+
+def test_the_volatility_baselines_are_scored_on_the_same_days(report):
+    spx = report["instruments"]["S&P 500 index"]
+    assert spx["pit"] is None
+    assert set(spx["baselines"]) == {"climatology", "ewma", "garch"}
+    for name in ("ewma", "garch"):
+        rows = spx["baselines"][name]["horizons"]
+        assert [r["h"] for r in rows] == list(range(1, 8))
+        for row, model_row in zip(rows, spx["horizons"]):
+            assert row["days"] == model_row["days"]  # every baseline forecasts every evaluation day
+            assert -0.5 < row["pinball_skill"]["climatology"] < 0.5
+            assert set(row["coverage"]) == {"0.5", "0.8", "0.9"}
+            assert 0.4 < row["coverage"]["0.8"] <= 1.0
 
 
 def test_default_period_starts_at_the_runs_test_start(trained, report):
@@ -153,7 +167,8 @@ def test_text_output_is_a_readable_table(trained):
     code, out = call(db, "evaluate", "--run", run["run_id"])
     assert code == 0
     assert "S&P 500 index (spx)" in out and "MAE ratio" in out and "out of sample" in out
-    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 7
+    assert "baselines: pinball skill vs climatology" in out
+    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 14  # model, baselines
 
 
 @pytest.mark.parametrize("argv, names", [
