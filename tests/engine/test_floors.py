@@ -15,6 +15,7 @@ FLOORS = {  # a package's floor holds every module inside it
     "engine.store": 1, "engine.regime": 1, "engine.device": 1, "engine.data": 1,
     "engine.models": 2, "engine.losses": 2,
     "engine.forecast": 3, "engine.policy": 3, "engine.backtest": 3, "engine.evaluation": 3, "engine.explain": 3,
+    "engine.baselines": 3,
     "engine.training": 4,
     "engine.jobs": 5,
     "engine.cli": 6, "engine.__main__": 6,
