@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from engine.checkpoint import (
 from engine.config import DataConfig, PriceModelConfig, from_dict
 from engine.data import BarTable, WindowSet, build_windows, load_bars, targets_to_prices
 from engine.models import PriceNetwork
+from engine.models.ensemble import PriceEnsemble
 from engine.store import RunStore
 
 BATCH = 256
@@ -36,6 +37,13 @@ class LoadedPriceModel:
     device: torch.device
     sources: list[str] = field(default_factory=list)  # the data it was trained on, as named then
     fingerprints: list[str] = field(default_factory=list)  # ... and as fingerprints of the bars
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of a day's strategy features: d_model per network (a seed ensemble's members side
+        by side) plus the horizon's forecasts."""
+        networks = len(self.model.members) if isinstance(self.model, PriceEnsemble) else 1
+        return networks * self.model_cfg.d_model + self.model_cfg.horizon
 
 
 @dataclass
@@ -83,6 +91,8 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
     run's checkpoint that changed on disk since it was recorded is a CheckpointError.
     """
     path, ckpt, sha = read_checkpoint(checkpoint_or_run, store)
+    if ckpt["extra"].get("ensemble"):
+        return _load_ensemble(path, ckpt, sha, device)
     try:
         model_cfg = from_dict(PriceModelConfig, ckpt["configs"]["model"])
         data_cfg = from_dict(DataConfig, ckpt["configs"].get("data"))
@@ -96,6 +106,23 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
                             target_scale=scale, sha256=sha, path=path, configs=ckpt["configs"],
                             device=device, sources=list(ckpt["extra"].get("sources", [])),
                             fingerprints=list(ckpt["extra"].get("fingerprints", [])))
+
+
+def _load_ensemble(path: Path, ckpt: dict[str, Any], sha: str, device: str | torch.device) -> LoadedPriceModel:
+    """A seed ensemble's checkpoint names its members' files and hashes: each is loaded and checked,
+    and they must share one unit (target scale) so averaging network outputs averages forecasts."""
+    refs = ckpt["extra"]["ensemble"]
+    members = [load_price_model(ref["checkpoint"], device=device) for ref in refs]
+    for ref, member in zip(refs, members, strict=True):
+        if member.sha256 != ref["sha256"]:
+            raise CheckpointError(f"{path}: member {ref['checkpoint']} changed since the ensemble "
+                                  "was recorded (sha256 mismatch)")
+    scales = [m.target_scale for m in members]
+    if any((s is None) != (scales[0] is None) or (s is not None and not np.allclose(s, scales[0]))
+           for s in scales):
+        raise CheckpointError(f"{path}: members forecast in different units (target scales differ)")
+    return replace(members[0], model=PriceEnsemble([m.model for m in members]).eval(), sha256=sha,
+                   path=path, configs=ckpt["configs"])
 
 
 def load_bars_as_trained(loaded: LoadedPriceModel, source: str | Path) -> BarTable:

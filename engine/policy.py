@@ -8,7 +8,7 @@ All walks of a period run as one batch.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +79,15 @@ class LoadedStrategy:
     path: Path
     sources: list[str] = field(default_factory=list)
     fingerprints: list[str] = field(default_factory=list)
+    members: list[LoadedStrategy] = field(default_factory=list)  # a seed ensemble's; positions averaged
 
 
 def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = None,
                         device: str | torch.device = "cpu") -> LoadedStrategy:
     """Rebuild a strategy network and the frozen price network it was trained on (weights_only)."""
     path, ckpt, sha = read_checkpoint(checkpoint_or_run, store)
+    if ckpt["extra"].get("ensemble"):
+        return _load_ensemble(path, ckpt["extra"]["ensemble"], sha, device)
     try:
         configs, extra = ckpt["configs"], ckpt["extra"]
         model_cfg = from_dict(StrategyModelConfig, configs["model"])
@@ -102,6 +105,19 @@ def load_strategy_model(checkpoint_or_run: str | Path, store: RunStore | None = 
     load_model_state(model, ckpt["model"], path)
     return LoadedStrategy(model.to(device).eval(), model_cfg, data_cfg, price, mean, std, sha, path,
                           list(extra.get("sources", [])), list(extra.get("fingerprints", [])))
+
+
+def _load_ensemble(path: Path, refs: list[dict], sha: str, device: str | torch.device) -> LoadedStrategy:
+    """A seed ensemble of strategies: members checked against their recorded hashes, all reading
+    the same price network (one encoding serves them all)."""
+    members = [load_strategy_model(ref["checkpoint"], device=device) for ref in refs]
+    for ref, member in zip(refs, members, strict=True):
+        if member.sha256 != ref["sha256"]:
+            raise CheckpointError(f"{path}: member {ref['checkpoint']} changed since the ensemble "
+                                  "was recorded (sha256 mismatch)")
+    if len({m.price.sha256 for m in members}) > 1:
+        raise CheckpointError(f"{path}: members read different price networks")
+    return replace(members[0], sha256=sha, path=path, members=members)
 
 
 def model_kind(model_ref: str | Path, store: RunStore | None = None) -> str:
@@ -127,9 +143,11 @@ def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
                          f"day {days.min() + 1} of {len(ws.dates)} has fewer")
     walked = np.unique(days[:, None] - np.arange(loaded.data_cfg.seq_len)) if len(days) else days
     raw = day_features(loaded.price, ws, cache_dir, fingerprint, walked)
-    features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
-    return policy_positions(loaded.model, features, days, loaded.data_cfg.seq_len,
-                            loaded.price.device)
+    positions = [policy_positions(m.model, ((raw - m.feature_mean) / m.feature_std).astype(np.float32), days,
+                                  loaded.data_cfg.seq_len, loaded.price.device)
+                 for m in loaded.members or [loaded]]
+    return np.rint(np.mean(positions, axis=0)).astype(np.int64)  # a seed ensemble: averaged, rounded
+
 
 
 __all__ = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import signal
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
@@ -77,6 +77,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="train N runs with seeds seed..seed+N-1 and record their ensemble "
+                             "(averaged forecasts or positions) as a run of its own")
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--resume", metavar="RUN", help="continue this run from its last checkpoint")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
@@ -212,14 +215,10 @@ def run_train_price(args: argparse.Namespace) -> Output:
 
     model_cfg: PriceModelConfig = parse_overrides(args.overrides, PRESETS[args.preset], "--set")
     store = open_store(args)
-    with cancel_on_sigint() as token:
-        job = _bad_input_guard(train_price(
-            args.data, model_cfg=model_cfg, data_cfg=_data_cfg(args),
-            train_cfg=_train_cfg(args, loss=args.loss), store=store, resume=args.resume,
-            cancel=token))
-        with TrainingProgress("price") as progress:
-            finished = run_to_end(job, progress)
-    return training_output(finished, store.get_run(finished.run_id))
+    data_cfg = _data_cfg(args)
+    return _train(args, store, "price", lambda train_cfg, token: train_price(
+        args.data, model_cfg=model_cfg, data_cfg=data_cfg, train_cfg=replace(train_cfg, loss=args.loss),
+        store=store, resume=args.resume, cancel=token))
 
 
 # ---------------------------------------------------------------- train-strategy
@@ -250,14 +249,40 @@ def run_train_strategy(args: argparse.Namespace) -> Output:
     loss_cfg = parse_overrides(args.loss_overrides, StrategyLossConfig(cost_bps=args.cost_bps),
                                "--loss-set")
     store = open_store(args)
-    with cancel_on_sigint() as token:
-        job = _bad_input_guard(train_strategy(
-            args.price_run, args.data or [], model_cfg=model_cfg, loss_cfg=loss_cfg,
-            data_cfg=_data_cfg(args), train_cfg=_train_cfg(args), store=store,
-            resume=args.resume, cancel=token))
-        with TrainingProgress("strategy") as progress:
-            finished = run_to_end(job, progress)
-    return training_output(finished, store.get_run(finished.run_id))
+    data_cfg = _data_cfg(args)
+    return _train(args, store, "strategy", lambda train_cfg, token: train_strategy(
+        args.price_run, args.data or [], model_cfg=model_cfg, loss_cfg=loss_cfg, data_cfg=data_cfg,
+        train_cfg=train_cfg, store=store, resume=args.resume, cancel=token))
+
+
+def _train(args: argparse.Namespace, store: Any, label: str,
+           start: Callable[[TrainConfig, CancelToken], Generator[Event, None, Finished]]) -> Output:
+    """One run, or with --seeds N the N seed runs and their ensemble: the ensemble's result plus
+    "seeds" (each member's run_id, seed, metrics) and "spread" (mean and std of each metric)."""
+    from engine.training.ensemble import train_seeds
+
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    if args.seeds > 1 and args.resume:
+        raise UsageError("--resume continues one run; it cannot be combined with --seeds")
+    with cancel_on_sigint() as token, TrainingProgress(label) as progress:
+        if args.seeds == 1:
+            finished = run_to_end(_bad_input_guard(start(_train_cfg(args), token)), progress)
+            return training_output(finished, store.get_run(finished.run_id))
+        result = run_to_end(_bad_input_guard(train_seeds(
+            lambda seed: start(replace(_train_cfg(args), seed=seed), token), args.seed, args.seeds,
+            store)), progress)
+    finished = result.ensemble or result.members[-1]
+    out = training_output(finished, store.get_run(finished.run_id))
+    out.data["seeds"] = [{"run_id": m.run_id, "seed": s, "metrics": m.metrics}
+                         for m, s in zip(result.members, result.seeds, strict=True)]
+    out.data["spread"] = result.spread
+    lines = [f"seed {s}: run {m.run_id} {m.status}" for m, s in zip(result.members, result.seeds, strict=True)]
+    lines += [f"  {name}: mean {v['mean']:.6g}, std {v['std']:.6g}" for name, v in result.spread.items()]
+    if result.ensemble is None:
+        lines.append(f"no ensemble: seed {result.seeds[-1]} did not finish")
+    out.text = "\n".join([*lines, out.text])
+    return out
 
 
 def _bad_input_guard(job: Generator[Event, None, R]) -> Generator[Event, None, R]:
