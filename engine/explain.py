@@ -205,6 +205,15 @@ def flat_baseline(x: Tensor, names: list[str]) -> Tensor:
     return baseline
 
 
+def log_return_unit(price: LoadedPriceModel, ws: WindowSet, day: int, horizon: int) -> float:
+    """One network unit of the h-day forecast in log return at this window: LoadedPriceModel.units where
+    the loaded model has it (vol-scaled runs: sigma_e * sqrt(h)), else the run's fixed target scale."""
+    units = getattr(price, "units", None)  # the quantile-head change adds it; runs before it have a scale
+    if units is not None:
+        return float(units(ws, np.array([day]))[0, horizon - 1])
+    return float(price.target_scale[horizon - 1])
+
+
 def _price_attribution(price: LoadedPriceModel, ws: WindowSet, day: int, horizon: int) -> Attribution:
     x = torch.from_numpy(ws.inputs(np.array([day]))[0]).to(price.device)
     mask = torch.from_numpy(np.asarray(ws.mask, dtype=np.float32)).to(price.device)
@@ -215,7 +224,7 @@ def _price_attribution(price: LoadedPriceModel, ws: WindowSet, day: int, horizon
     return Attribution(f"the {horizon}-day median", "network units (x target scale = log return)", names,
                        [f"{d:%Y-%m-%d}" for d in ws.dates[day - ws.window + 1:day + 1]],
                        values.double().cpu().numpy(), out, base, FLAT_BASELINE, nodes, gap,
-                       scale=float(price.target_scale[horizon - 1]), percent=True)
+                       scale=log_return_unit(price, ws, day, horizon), percent=True)
 
 
 def _strategy_attribution(strategy: LoadedStrategy, ws: WindowSet, day: int) -> tuple[int, Attribution]:
@@ -228,9 +237,9 @@ def _strategy_attribution(strategy: LoadedStrategy, ws: WindowSet, day: int) -> 
         walk = strategy.model(x[None], deterministic=True).logits[0].argmax(dim=-1)  # (S,)
     chosen = int(walk[-1])
     held = walk.to(x.dtype)[None]
-    d_model = strategy.price.model_cfg.d_model
-    names = ([f"price feature {i + 1}" for i in range(d_model)]
-             + [f"forecast h{h + 1}" for h in range(raw.shape[1] - d_model)])
+    horizon = strategy.price.model_cfg.horizon
+    names = ([f"price feature {i + 1}" for i in range(raw.shape[1] - horizon)]
+             + [f"forecast h{h + 1}" for h in range(horizon)])
     values, out, base, nodes, gap = integrated_gradients(
         lambda z: strategy.model(z, deterministic=True, held=held.expand(len(z), -1)).logits[:, -1, chosen],
         x, torch.zeros_like(x))
