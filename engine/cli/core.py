@@ -22,9 +22,13 @@ from typing import Any, TextIO
 
 from engine.checkpoint import CheckpointError
 from engine.data import DataImportError
+from engine.data.universe import expand_sources, is_universe, refusal, split_member
 from engine.training.distributed import is_main
 
 EXIT_OK, EXIT_BUG, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+# Commands that pool their --data: a universe there means all of its instruments. The others read one
+# instrument and take a universe's member as UNIVERSE:CODE (us12:AAPL).
+POOLED_DATA = ("train-price", "train-strategy", "evaluate")
 
 
 class UsageError(Exception):
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(argv)
+        resolve_data(args)
         output = COMMANDS[args.command].run(args)
     except (UsageError, DataImportError, CheckpointError, BadInput) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -110,6 +115,23 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # piped into `head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return output.exit_code
+
+
+def resolve_data(args: argparse.Namespace) -> None:
+    """--data universes: expanded to their instruments for pooling commands (files that fail to import
+    are named on stderr and left out), refused with the member syntax for one-instrument commands."""
+    data = getattr(args, "data", None)
+    if not isinstance(data, list):
+        return
+    if args.command in POOLED_DATA:
+        args.data, errors = expand_sources(data)
+        for error in errors:
+            print(f"warning: {error.file} left out: {error.message}", file=sys.stderr)
+        return
+    for source in data:
+        if split_member(source) is None and is_universe(source):
+            raise UsageError(f"--data {source}: {args.command} reads one instrument, and {source} is "
+                             f"{refusal(source)} (`inspect {source}` lists them)")
 
 
 def jsonable(value: Any) -> Any:

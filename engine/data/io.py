@@ -148,12 +148,19 @@ def load_bars(source: str | Path, *, adjust: bool = True, min_rows: int = 0,
     """
     if market is not None and market not in MARKETS:
         raise ValueError(f"unknown market {market!r}; one of {', '.join(MARKETS)}")
+    from engine.data import universe  # imports this module: a lazy import breaks the cycle
+
+    member = universe.split_member(source)
+    if member is not None:  # UNIVERSE:CODE, e.g. us12:AAPL
+        bars = universe.load_member(*member, adjust=adjust, market=market)
+        _check_history(len(bars.frame), min_rows, bars.source)
+        return bars
+    if universe.is_universe(source):
+        raise DataImportError(source, None, None, universe.refusal(source))
     path, label, instrument, known = _resolve(source)
     raw = _locate_columns(_read_grid(path, label), label)
     frame, lines, issues = _parse(raw)
-    if len(frame) < min_rows:
-        raise DataImportError(label, None, None,
-                              f"too little history: {len(frame)} bars, at least {min_rows} needed")
+    _check_history(len(frame), min_rows, label)
     adjusted = adjust and "adjclose" in raw.columns and _adjust(frame)
     frame = frame.drop(columns="adjclose", errors="ignore")
     market = market or known or _market(raw, path)
@@ -167,6 +174,16 @@ def load_bars(source: str | Path, *, adjust: bool = True, min_rows: int = 0,
     return BarTable(frame=frame, present=present, derived=derived, missing=missing, warnings=issues,
                     source=label, instrument=instrument, market=market,
                     fingerprint=_fingerprint(frame), adjusted=bool(adjusted))
+
+
+def _check_history(rows: int, min_rows: int, label: str) -> None:
+    if rows < min_rows:
+        raise DataImportError(label, None, None, f"too little history: {rows} bars, at least {min_rows} needed")
+
+
+def canonical_column(name: str) -> str | None:
+    """The canonical key of a header cell ("收盘价" -> "close", "Adj Close" -> "adjclose"), None if unknown."""
+    return _CANONICAL.get(_normal(name))
 
 
 def _resolve(source: str | Path) -> tuple[Path, str, str, str | None]:

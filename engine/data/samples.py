@@ -14,9 +14,10 @@ class Sample:
     instrument: str
     market: str
     path: Path
-    rows: int  # bars in the file (assets/data/README.md)
+    rows: int  # bars in the file (assets/data/README.md): dates, for a universe
     first: str
     last: str
+    instruments: int = 1  # a universe's members (engine.data.universe reads them)
 
 
 _SAMPLES = (
@@ -30,16 +31,28 @@ _SAMPLES = (
 )
 
 
+# Universes: many instruments in one file; `--data us12` means all of them, `us12:AAPL` one.
+_UNIVERSES = (
+    Sample("us12", "12 US large caps (adjusted closes only)", "us",
+           DATA_DIR / "universe" / "us_large_caps_12_close.csv", 8313, "1990-01-02", "2022-12-28", 12),
+)
+
+
 def list_samples() -> list[Sample]:
+    """The single-instrument samples."""
     return list(_SAMPLES)
+
+
+def list_universes() -> list[Sample]:
+    return list(_UNIVERSES)
 
 
 def get_sample(name: str) -> Sample:
     """The sample called `name`; KeyError listing the known names otherwise."""
-    for sample in _SAMPLES:
+    for sample in _SAMPLES + _UNIVERSES:
         if sample.name == name:
             return sample
-    raise KeyError(f"no bundled sample {name!r}; known: {', '.join(s.name for s in _SAMPLES)}")
+    raise KeyError(f"no bundled sample {name!r}; known: {', '.join(s.name for s in _SAMPLES + _UNIVERSES)}")
 
 
 def sample_path(name: str) -> Path:

@@ -26,7 +26,8 @@ def test_samples_json_lists_every_bundled_dataset(capsys):
     code, out, err = run(capsys, "samples", "--json")
     data = json.loads(out)
     assert code == 0 and err == "" and list(data) == ["samples"]
-    assert [s["name"] for s in data["samples"]] == ["sse", "spdb", "spx", "aapl", "goog"]
+    assert [s["name"] for s in data["samples"]] == ["sse", "spdb", "spx", "aapl", "goog", "us12"]
+    assert data["samples"][-1]["instruments"] == 12 and data["samples"][0]["instruments"] == 1
     assert all({"name", "instrument", "rows", "first", "last"} <= set(s) for s in data["samples"])
     assert data["samples"][0]["rows"] == 8455 and data["samples"][0]["first"] == "1990-12-19"
 
