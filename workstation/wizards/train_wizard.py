@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -48,7 +49,7 @@ from engine.device import device_choices
 from engine.events import CancelToken, Event, Finished
 from engine.models import meta_price_model
 from engine.store import RunStore
-from engine.training.price import price_split
+from engine.training.price import price_cut_dates, price_split, price_windows
 from workstation.charts import date_plot, fast_curve
 from workstation.theme import Palette
 from workstation.torchrun import torchrun_command, torchrun_job
@@ -134,6 +135,17 @@ class DataPage(QWizardPage):
         self.val_fraction = dspin(0.0, 0.5, 0.15, "Share of the most recent windows (before test) for "
                                    "validation: early stopping and the best checkpoint use it")
         self.test_fraction = dspin(0.0, 0.5, 0.15, "Share of the most recent windows kept for testing")
+        self.train_end, self.val_end = (
+            QLineEdit(placeholderText="from the fractions",
+                      toolTip=f"YYYY-MM-DD: the last day a {part} target may reach, for every instrument; "
+                              "empty: from the fractions of the pooled calendar")
+            for part in ("training", "validation"))
+        self.timeline = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.timeline.setMouseEnabled(x=False, y=False)
+        self.timeline.setMinimumHeight(90)
+        self.timeline_parts: dict[str, dict[str, tuple[pd.Timestamp, pd.Timestamp]]] = {}  # drawn regions
+        self._part_brushes = {"train": pg.mkBrush(palette.accent + "90"), "val": pg.mkBrush(palette.series[1] + "c0"),
+                              "test": pg.mkBrush(palette.down + "c0")}
         self.error = error_label()
         plot = date_plot(pd.DatetimeIndex([]))
         plot.setMouseEnabled(x=True, y=False)
@@ -151,6 +163,8 @@ class DataPage(QWizardPage):
             widget.editingFinished.connect(self._keep_period)
         for widget in (self.val_fraction, self.test_fraction):
             widget.valueChanged.connect(self._update_preview)
+        for edit in (self.train_end, self.val_end):
+            edit.editingFinished.connect(self._update_preview)
 
     def _layout(self) -> None:
         form = QFormLayout()
@@ -161,6 +175,8 @@ class DataPage(QWizardPage):
         form.addRow("Period", dates)
         form.addRow("Validation fraction", self.val_fraction)
         form.addRow("Test fraction", self.test_fraction)
+        form.addRow("Training ends", self.train_end)
+        form.addRow("Validation ends", self.val_end)
         top = QHBoxLayout()
         top.addWidget(self.datasets, 1)
         top.addLayout(form, 1)
@@ -169,6 +185,9 @@ class DataPage(QWizardPage):
         layout.addWidget(QLabel("Preview of the first dataset: validation (amber) and test (shaded) "
                                 "windows, split as training will split them"))
         layout.addWidget(self.preview, 1)
+        layout.addWidget(QLabel("Every chosen instrument, cut at the same dates: training, validation (amber) "
+                                "and test (red)"))
+        layout.addWidget(self.timeline)
         layout.addWidget(self.error)
 
     def checked(self) -> list[str]:
@@ -219,7 +238,8 @@ class DataPage(QWizardPage):
     def data_config(self) -> DataConfig:
         start, end = self.period()
         return DataConfig(val_fraction=self.val_fraction.value(), test_fraction=self.test_fraction.value(),
-                          start=start, end=end)
+                          start=start, end=end, train_end=self.train_end.text().strip() or None,
+                          val_end=self.val_end.text().strip() or None)
 
     def _update_preview(self) -> None:
         """The first dataset's closes, with the window ends the engine's own split puts in validation
@@ -237,15 +257,52 @@ class DataPage(QWizardPage):
             parts = (split.val, split.test)
         except ValueError:
             parts = (np.empty((0, 2)), np.empty((0, 2)))
+        self._update_timeline(sources, cfg)
         for region, ends in zip((self.val_region, self.test_region), parts):  # ends: (set, day) pairs
             region.setVisible(len(ends) > 0)
             if len(ends):
                 region.setRegion((float(ends[0, 1]), float(ends[-1, 1])))
         self.preview.getPlotItem().enableAutoRange()
 
+    def _update_timeline(self, sources: list[str], cfg: DataConfig) -> None:
+        """One bar per chosen instrument over its days in the period, coloured by the cut dates the
+        run will use (the engine's price_cut_dates over all of them, as training resolves them)."""
+        self.timeline.clear()
+        self.timeline_parts = {}
+        try:
+            tables = [self._bars(source) for source in sources]
+            cuts = price_cut_dates(price_windows(tables, cfg), cfg)
+        except (ValueError, DataImportError) as error:
+            self.error.setText(str(error))
+            return
+        self.error.setText("")
+        bounds = {"train": (None, cuts.train_end), "val": (cuts.train_end, cuts.val_end), "test": (cuts.val_end, None)}
+        for row, table in enumerate(tables):
+            days = table.frame.loc[cfg.start:cfg.end].index
+            if not len(days):
+                continue
+            parts = {}
+            for part, (after, upto) in bounds.items():
+                inside = days[((days > pd.Timestamp(after)) if after else True) & ((days <= pd.Timestamp(upto)) if upto
+                                                                                   else True)]
+                if len(inside):
+                    parts[part] = (inside[0], inside[-1])
+                    x0, x1 = inside[0].timestamp(), inside[-1].timestamp() + 86400
+                    self.timeline.addItem(pg.BarGraphItem(x0=[x0], x1=[x1], y=[row], height=0.6,
+                                                          brush=self._part_brushes[part], pen=None))
+            self.timeline_parts[table.instrument] = parts
+            label = pg.TextItem(table.instrument, anchor=(0, 0.5))
+            label.setPos(days[0].timestamp(), row)
+            self.timeline.addItem(label)
+        self.timeline.getPlotItem().getAxis("left").setTicks([[]])
+        self.timeline.setYRange(-0.6, len(tables) - 0.4, padding=0)
+
     def validatePage(self) -> bool:
         start, end = self.period()
         problems = []
+        for edit, name in ((self.train_end, "Training ends"), (self.val_end, "Validation ends")):
+            if edit.text().strip() and not QDate.fromString(edit.text().strip(), "yyyy-MM-dd").isValid():
+                problems.append(f"{name}: {edit.text()!r} is not a date (YYYY-MM-DD).")
         if start >= end:
             problems.append("The period must start before it ends.")
         if self.val_fraction.value() + self.test_fraction.value() > 0.6:
