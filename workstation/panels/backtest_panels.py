@@ -61,7 +61,8 @@ class BacktestView:
     @property
     def title(self) -> str:
         config = self.record["config"]
-        return f"{config.get('instrument', self.record['dataset'])} · {config['start']} → {config['end']}"
+        mark = " · in-sample" if config.get("in_sample") else ""  # before the model's test start
+        return f"{config.get('instrument', self.record['dataset'])} · {config['start']} → {config['end']}{mark}"
 
 
 def load_view(store: RunStore, backtest_id: str, bars: Callable[[str], BarTable]) -> BacktestView:

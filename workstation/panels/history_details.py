@@ -71,6 +71,11 @@ def run_details(record: dict, checkpoints: list[dict]) -> str:
     split = config.get("split") or {}
     parts.append(_section("Split (first → last window end)",
                           [(part, value_text(split[part])) for part in ("train", "val", "test") if part in split]))
+    parts.append(_section("Stage 2 features (days encoded ← price network trained to)",
+                          [(" → ".join(b["encoded"]), b["price_train_end"])
+                           for b in config.get("features_from") or []]))
+    parts.append(_section("Seed ensemble of", [(short_id(m["run_id"]), f"seed {m['seed']}")
+                                               for m in config.get("seeds") or [] if "ensemble" in config]))
     metrics = record.get("metrics") or {}
     parts.append(_section("Metrics", [(k, value_text(v)) for k, v in sorted(metrics.items())
                                       if not isinstance(v, (dict, list))]))
