@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from engine.checkpoint import (
 )
 from engine.config import DataConfig, PriceModelConfig, from_dict
 from engine.data import BarTable, WindowSet, build_windows, load_bars, targets_to_prices
+from engine.events import CancelToken, Progress, run_to_end
 from engine.models import PriceNetwork
 from engine.models.ensemble import PriceEnsemble
 from engine.store import RunStore
@@ -138,31 +140,49 @@ def model_windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> Windo
 
 
 @torch.no_grad()
-def encode_windows(loaded: LoadedPriceModel, ws: WindowSet,
-                   ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Strategy features [n, d_model] float32 and scaled forecasts [n, horizon] (network units)
-    for windows ending at day indices `ends`, in batches."""
+def encode_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
+                    cancel: CancelToken | None = None, message: str = "Encoding windows",
+                    ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
+    """encode_windows as a job step: Progress(done, len(ends)) after each batch, so a long encoding
+    shows how far it is; InterruptedError at the first batch after `cancel` is set."""
     ends = np.asarray(ends, dtype=np.int64)
     mask = torch.from_numpy(np.asarray(ws.mask, dtype=np.float32)).to(loaded.device)
     features, scaled = [], []
     for i in range(0, len(ends), BATCH):
+        if cancel is not None and cancel.cancelled:
+            raise InterruptedError(f"cancelled while {message.lower()}")
         x = torch.from_numpy(ws.inputs(ends[i:i + BATCH])).to(loaded.device)
         out = loaded.model(x, mask.expand(len(x), -1))
         features.append(out.features.float().cpu())
         scaled.append(out.prices.double().cpu())
+        yield Progress(min(i + BATCH, len(ends)), len(ends), message)
     if not features:
         return (np.empty((0, loaded.model_cfg.d_model), np.float32),
                 np.empty((0, loaded.model_cfg.horizon)))
     return torch.cat(features).numpy(), torch.cat(scaled).numpy()
 
 
+def encode_windows(loaded: LoadedPriceModel, ws: WindowSet,
+                   ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Strategy features [n, d_model] float32 and scaled forecasts [n, horizon] (network units)
+    for windows ending at day indices `ends`, in batches."""
+    return run_to_end(encode_progress(loaded, ws, ends))
+
+
+def forecast_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends: np.ndarray,
+                      cancel: CancelToken | None = None, message: str = "Forecasting",
+                      ) -> Generator[Progress, None, np.ndarray]:
+    """[n, horizon] predicted closes for windows ending at day indices `ends`, as a job step."""
+    ws = model_windows(loaded, bars)
+    ends = np.asarray(ends, dtype=np.int64)
+    _, scaled = yield from encode_progress(loaded, ws, ends, cancel, message)
+    return targets_to_prices(scaled * loaded.target_scale, ws.close[ends])
+
+
 def forecast_many(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
                   ends: np.ndarray) -> np.ndarray:
     """[n, horizon] predicted closes for windows ending at day indices `ends`."""
-    ws = model_windows(loaded, bars)
-    ends = np.asarray(ends, dtype=np.int64)
-    _, scaled = encode_windows(loaded, ws, ends)
-    return targets_to_prices(scaled * loaded.target_scale, ws.close[ends])
+    return run_to_end(forecast_progress(loaded, bars, ends))
 
 
 def next_business_days(asof: pd.Timestamp, n: int) -> list[str]:
@@ -189,9 +209,11 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
 __all__ = [
     "Forecast",
     "LoadedPriceModel",
+    "encode_progress",
     "encode_windows",
     "forecast",
     "forecast_many",
+    "forecast_progress",
     "is_run_id",
     "load_bars_as_trained",
     "load_price_model",

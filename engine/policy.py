@@ -8,6 +8,7 @@ All walks of a period run as one batch.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Generator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,19 +20,23 @@ from engine.atomic import atomic_save_npy
 from engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from engine.config import DataConfig, StrategyModelConfig, from_dict
 from engine.data import WindowSet
-from engine.forecast import LoadedPriceModel, encode_windows, is_run_id, load_price_model, read_checkpoint
+from engine.events import CancelToken, Progress, run_to_end
+from engine.forecast import LoadedPriceModel, encode_progress, is_run_id, load_price_model, read_checkpoint
 from engine.models import StrategyNetwork
 from engine.store import RunStore
 
 WALK_BATCH = 4096
 
 
-def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
-                 fingerprint: str, days: np.ndarray | None = None) -> np.ndarray:
+def day_features_progress(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
+                          fingerprint: str, days: np.ndarray | None = None,
+                          cancel: CancelToken | None = None, message: str = "Encoding features",
+                          ) -> Generator[Progress, None, np.ndarray]:
     """[T, d_model + horizon] float32 per day: the price network's strategy features and its scaled
     forecast for the window ending that day (NaN where not computed: before the first full window,
     or outside `days` when given). With a cache_dir the whole series is computed once per
-    (instrument data, checkpoint) and cached as a plain .npy (no pickle)."""
+    (instrument data, checkpoint) and cached as a plain .npy (no pickle). A job step: Progress per
+    batch of windows, InterruptedError after `cancel` (nothing is cached then)."""
     path = None
     if cache_dir is not None:
         span = f"{ws.dates[0]:%Y-%m-%d}:{ws.dates[-1]:%Y-%m-%d}:{len(ws.dates)}"
@@ -43,12 +48,18 @@ def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
                 return cached
         days = None
     ends = ws.ends if days is None else np.intersect1d(ws.ends, days)
-    features, scaled = encode_windows(price, ws, ends)
+    features, scaled = yield from encode_progress(price, ws, ends, cancel, message)
     out = np.full((len(ws.dates), features.shape[1] + scaled.shape[1]), np.nan, dtype=np.float32)
     out[ends] = np.concatenate([features, scaled], axis=1)
     if path is not None:
         atomic_save_npy(path, out)
     return out
+
+
+def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
+                 fingerprint: str, days: np.ndarray | None = None) -> np.ndarray:
+    """day_features_progress run to its end."""
+    return run_to_end(day_features_progress(price, ws, cache_dir, fingerprint, days))
 
 
 @torch.no_grad()
@@ -132,9 +143,12 @@ def model_kind(model_ref: str | Path, store: RunStore | None = None) -> str:
     return record["kind"]
 
 
-def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
-                       cache_dir: Path | None = None, fingerprint: str = "") -> np.ndarray:
-    """Deterministic positions 0..10 for decision days of one instrument."""
+def strategy_positions_progress(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
+                                cache_dir: Path | None = None, fingerprint: str = "",
+                                cancel: CancelToken | None = None,
+                                ) -> Generator[Progress, None, np.ndarray]:
+    """Deterministic positions 0..10 for decision days of one instrument, as a job step (Progress
+    while the price network encodes the walked days)."""
     first = ws.window - 1 + loaded.data_cfg.seq_len - 1
     days = np.asarray(days, dtype=np.int64)
     if len(days) and days.min() < first:
@@ -142,19 +156,26 @@ def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
                          f"({ws.window}-day window + {loaded.data_cfg.seq_len}-day walk); "
                          f"day {days.min() + 1} of {len(ws.dates)} has fewer")
     walked = np.unique(days[:, None] - np.arange(loaded.data_cfg.seq_len)) if len(days) else days
-    raw = day_features(loaded.price, ws, cache_dir, fingerprint, walked)
-    positions = [policy_positions(m.model, ((raw - m.feature_mean) / m.feature_std).astype(np.float32), days,
-                                  loaded.data_cfg.seq_len, loaded.price.device)
-                 for m in loaded.members or [loaded]]
-    return np.rint(np.mean(positions, axis=0)).astype(np.int64)  # a seed ensemble: averaged, rounded
+    raw = yield from day_features_progress(loaded.price, ws, cache_dir, fingerprint, walked, cancel,
+                                           f"Encoding {ws.instrument} for the strategy")
+    features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
+    return policy_positions(loaded.model, features, days, loaded.data_cfg.seq_len,
+                            loaded.price.device)
 
+
+def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
+                       cache_dir: Path | None = None, fingerprint: str = "") -> np.ndarray:
+    """Deterministic positions 0..10 for decision days of one instrument."""
+    return run_to_end(strategy_positions_progress(loaded, ws, days, cache_dir, fingerprint))
 
 
 __all__ = [
     "LoadedStrategy",
     "day_features",
+    "day_features_progress",
     "load_strategy_model",
     "model_kind",
     "policy_positions",
     "strategy_positions",
+    "strategy_positions_progress",
 ]

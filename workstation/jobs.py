@@ -95,7 +95,9 @@ class JobRunner(QObject):
         self._final: Any = None
         self.name = ""
         self._total = 0
-        self._clock: tuple[float, int] | None = None  # (time, step) of the first step seen
+        self._run_total = 0  # optimiser steps of the running training run
+        self._phase: object = None  # "steps", or (message, total) of a Progress phase: each its own ETA
+        self._clock: tuple[float, int] | None = None  # (time, count) of the phase's first event
         self._last_emit = 0.0
 
     def is_running(self) -> bool:
@@ -105,7 +107,7 @@ class JobRunner(QObject):
         """Run job(cancel_token) in a new thread; one job at a time."""
         if self.is_running():
             raise RuntimeError(f"a job is already running: {self.name}")
-        self.name, self._final, self._total, self._clock = name, None, 0, None
+        self.name, self._final, self._total, self._clock, self._phase = name, None, 0, None, None
         self._token = CancelToken()
         self._thread = QThread()
         self._thread.setObjectName(f"job:{name}")
@@ -130,9 +132,11 @@ class JobRunner(QObject):
     @Slot(object)
     def _on_event(self, event: Event) -> None:
         if isinstance(event, RunStarted):
-            self._total, self._clock = event.total_steps, None
+            self._run_total = event.total_steps
+            self._enter("steps", event.total_steps)
             self.started.emit(event)
         elif isinstance(event, StepEvent):
+            self._enter("steps", self._run_total)
             self._track(event.step)
             self.stepped.emit(event)
         elif isinstance(event, EvalEvent):
@@ -140,9 +144,15 @@ class JobRunner(QObject):
         elif isinstance(event, CheckpointEvent):
             self.checkpointed.emit(event)
         elif isinstance(event, Progress):
-            self._total = event.total
+            self._enter((event.message, event.total), event.total)
+            self.progressed.emit(event)  # first: a listener knows the phase when the count arrives
             self._track(event.done)
-            self.progressed.emit(event)
+
+    def _enter(self, phase: object, total: int) -> None:
+        """A new phase (encoding one instrument, then the optimiser steps) restarts the ETA clock:
+        one phase's rate says nothing about the next's."""
+        if phase != self._phase:
+            self._phase, self._total, self._clock = phase, total, None
 
     @Slot(object)
     def _on_returned(self, result: Any) -> None:

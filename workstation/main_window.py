@@ -375,6 +375,8 @@ class MainWindow(QMainWindow):
     def _connect_runner(self) -> None:
         self.runner.busy_changed.connect(self.actions_["cancel"].setEnabled)
         self.runner.progress_changed.connect(self.status.job_progress)
+        self.runner.progressed.connect(lambda e: self.status.job_phase(e.message))
+        self.runner.stepped.connect(lambda _e: self.status.job_phase(""))  # QLabel skips a same text
         self.runner.finished.connect(self._on_job_finished)
         self.history_panel.open_forecast.connect(self.show_forecast)
         self.forecast_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))

@@ -31,6 +31,7 @@ class StatusBar(QStatusBar):
     def __init__(self, db_path: str, parent=None) -> None:
         super().__init__(parent)
         self.job_label = QLabel("")
+        self.job_name = ""
         self.progress = QProgressBar()
         self.progress.setFixedWidth(160)
         self.progress.setVisible(False)
@@ -47,6 +48,7 @@ class StatusBar(QStatusBar):
             self.addPermanentWidget(widget)
 
     def job_started(self, name: str) -> None:
+        self.job_name = name
         self.job_label.setText(name)
         self.progress.setRange(0, 0)  # busy until the first step says how many there are
         self.progress.setVisible(True)
@@ -57,6 +59,10 @@ class StatusBar(QStatusBar):
             self.progress.setRange(0, total)
             self.progress.setValue(min(done, total))
         self.eta_label.setText(format_eta(eta))
+
+    def job_phase(self, text: str) -> None:
+        """What a long step-less phase is doing ("Encoding features of SSE (1/3)"); "" when steps run."""
+        self.job_label.setText(f"{self.job_name} · {text}" if text else self.job_name)
 
     def set_queued(self, names: list[str]) -> None:
         """Jobs waiting behind the running one, in the order they will start."""

@@ -33,8 +33,8 @@ from engine.data import (
     recorded_cut_dates,
 )
 from engine.events import CancelToken, Event, Progress
-from engine.forecast import LoadedPriceModel, forecast_many, is_run_id, load_price_model
-from engine.policy import LoadedStrategy, load_strategy_model, model_kind, strategy_positions
+from engine.forecast import LoadedPriceModel, forecast_progress, is_run_id, load_price_model
+from engine.policy import LoadedStrategy, load_strategy_model, model_kind, strategy_positions_progress
 from engine.store import RunStore
 
 PRED_COLUMNS = [f"pred_{h}" for h in range(1, HORIZON + 1)]
@@ -156,20 +156,25 @@ def load_backtest_frame(record: dict) -> pd.DataFrame:
     return frame.set_index("date")
 
 
-def positions_for(src: Source, ws: WindowSet, days: np.ndarray) -> tuple[pd.Series, pd.DataFrame]:
+def positions_for(src: Source, ws: WindowSet, days: np.ndarray, cancel: CancelToken | None = None,
+                  ) -> Generator[Progress, None, tuple[pd.Series, pd.DataFrame]]:
     """What `src` decides on decision days of one instrument: positions 0..10 and the 7
-    predicted closes, both indexed by date."""
+    predicted closes, both indexed by date. A job step: Progress per batch of windows encoded,
+    InterruptedError once `cancel` is set."""
     dates = ws.dates[days]
-    predicted = pd.DataFrame(forecast_many(src.price, ws, days), index=dates, columns=PRED_COLUMNS)
+    forecasts = yield from forecast_progress(src.price, ws, days, cancel, f"Forecasting {ws.instrument}")
+    predicted = pd.DataFrame(forecasts, index=dates, columns=PRED_COLUMNS)
     if src.strategy is not None:
-        return pd.Series(strategy_positions(src.strategy, ws, days), index=dates), predicted
+        positions = yield from strategy_positions_progress(src.strategy, ws, days, cancel=cancel)
+        return pd.Series(positions, index=dates), predicted
     close = pd.Series(ws.close, index=ws.dates)
     return forecast_positions(close, predicted).loc[dates], predicted
 
 
 def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
-               cancel: CancelToken | None = None) -> BacktestResult:
-    """Positions and forecasts of `src` over cfg's period (default: default_period)."""
+               cancel: CancelToken | None = None) -> Generator[Progress, None, BacktestResult]:
+    """Positions and forecasts of `src` over cfg's period (default: default_period), as a job step:
+    InterruptedError once `cancel` is set."""
     ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
     first = src.first_day
     if first + 1 >= len(ws.dates):
@@ -183,9 +188,8 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
     if len(days) < 2:
         raise ValueError(f"{data}: fewer than two decision days between {cfg.start} and {cfg.end} "
                          f"(the first day with enough history is {ws.dates[first]:%Y-%m-%d})")
-    if cancel is not None and cancel.cancelled:
-        raise InterruptedError
-    positions, predicted = positions_for(src, ws, days)
+    positions, predicted = yield from positions_for(src, ws, days, cancel)
+    yield Progress(len(days), len(days), "Accounting, baselines and the Sharpe bootstrap")
     close = pd.Series(ws.close, index=ws.dates)
     return run_backtest(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
                         instrument=bars.instrument)
@@ -229,17 +233,16 @@ def backtest_job(model_ref: str, data: str, *, cfg: BacktestConfig, store: RunSt
                  cancel: CancelToken | None = None) -> Generator[Event, None, BacktestRecord]:
     """Backtest `model_ref` (a run id or a checkpoint file) on `data` and return the record; bad
     input raises before anything is recorded."""
-    yield Progress(0, 3, "loading the model")
+    yield Progress(0, 1, "Loading the model")
     src = load_source(model_ref, store)
     bars = load_bars(data, adjust=src.data_cfg.adjust)
-    yield Progress(1, 3, "forecasting and deciding positions")
     try:
-        result = run_source(src, bars, cfg, data, cancel)
+        result = yield from run_source(src, bars, cfg, data, cancel)
     except InterruptedError:
         return BacktestRecord("cancelled", run_id=src.run_id, dataset=data)
-    yield Progress(2, 3, "recording the backtest")
+    yield Progress(0, 1, "Recording the backtest")
     record = record_backtest(store, src, str(model_ref), data, bars, cfg, result)
-    yield Progress(3, 3, "done")
+    yield Progress(1, 1, "Recorded")
     return record
 
 

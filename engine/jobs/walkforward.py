@@ -78,7 +78,10 @@ def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConf
             fold_src = replace(src, run_id=fold.run_id, price=loaded.price, strategy=loaded)
         else:
             fold_src = replace(src, run_id=price.run_id, price=load_price_model(price.run_id, store))
-        positions, pred = positions_for(fold_src, ws, block)
+        try:
+            positions, pred = yield from positions_for(fold_src, ws, block, cancel)
+        except InterruptedError:
+            return BacktestRecord("cancelled", run_id=src.run_id, dataset=data)
         start, end = f"{dates[block[0]]:%Y-%m-%d}", f"{dates[block[-1]]:%Y-%m-%d}"
         pieces.append((start, end, positions))
         predicted.append(pred)

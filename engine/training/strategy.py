@@ -1,6 +1,6 @@
 """Stage 2 job: train the strategy network on frozen, cached price-network features.
 
-The Transformer runs once per (instrument, day) (engine.policy.day_features, cached on disk);
+The Transformer runs once per (instrument, day) (encode_features, after the run is recorded, cached);
 a training sequence is then `start + arange(seq_len)` into per-day arrays: nothing is copied 20x.
 Stage 2 never learns from in-sample features: it trains and validates only inside the price
 network's validation period (days after its last training target), cut there by its own date
@@ -10,7 +10,7 @@ bounds come from stage 2's training days only.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,11 @@ from engine.data import (
     strategy_cut_dates,
     strategy_split,
 )
-from engine.events import CancelToken, Event, Finished
+from engine.events import CancelToken, Event, Finished, Progress
 from engine.forecast import LoadedPriceModel, load_price_model
 from engine.losses import strategy_loss
 from engine.models import StrategyNetwork
-from engine.policy import day_features, policy_positions
+from engine.policy import day_features_progress, policy_positions
 from engine.regime import DEFAULT_THRESHOLDS, hindsight_labels
 from engine.store import RunStore
 from engine.training.recipe import RunRecipe, recorded_recipe
@@ -56,7 +56,8 @@ class StrategyData:
     one instrument's split part.
     """
 
-    features: np.ndarray  # [D, F] float32 standardised (NaN rows where no window exists)
+    features: np.ndarray  # [D, F] float32 standardised (NaN rows where no window exists); empty
+    # until encode_features has run (the long part, after the run is recorded)
     returns: np.ndarray  # [D] next-day simple returns
     train: np.ndarray  # sequence starts (global day indices)
     val: np.ndarray
@@ -68,6 +69,8 @@ class StrategyData:
     fingerprints: list[str]
     split: dict[str, list[str | None]]  # stage 2's own parts, as the CLI prints them
     features_from: list[dict[str, Any]]  # [{"price_train_end", "encoded": [first, last]}]
+    sets: list[WindowSet]  # per instrument, in the order of the per-day arrays
+    feature_dim: int  # the price network's d_model + horizon
 
 
 def _standardise(features: np.ndarray, train_days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,10 +111,10 @@ def inherit_price_data(recipe: RunRecipe, price: LoadedPriceModel) -> RunRecipe:
     return replace(recipe, datasets=list(recipe.datasets or price.sources), data=data)
 
 
-def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataConfig,
-                          cache_dir: Path) -> StrategyData:
-    """Load the price run's instruments, encode once (cached), train and validate only on days
-    the price network was not fitted on (strategy_cut_dates), pool end to end."""
+def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataConfig) -> StrategyData:
+    """Load the price run's instruments, train and validate only on days the price network was not
+    fitted on (strategy_cut_dates), pool end to end: everything but the features, which
+    encode_features computes (the long part) once the run is recorded."""
     if not data:
         raise ValueError("no data: give at least one sample name or file")
     price_cuts = price_cuts_of(price)
@@ -124,12 +127,11 @@ def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataCon
     sets = [build_windows(replace(t, frame=t.frame.loc[cfg.start:cfg.end]), cfg.window, cfg.horizon)
             for t in tables]
     cuts = strategy_cut_dates(sets, price_cuts)
-    feats, rets, trains, vals, val_days, used = [], [], [], [], [], []
+    rets, trains, vals, val_days, used = [], [], [], [], []
     offset = 0
-    for ws, bars in zip(sets, tables):
+    for ws in sets:
         train, val = strategy_sequences(ws, price_cuts, cuts, cfg.seq_len)
         n = len(ws.dates)
-        feats.append(day_features(price, ws, cache_dir, bars.fingerprint))
         rets.append(ws.next_returns(np.arange(n)))
         trains.append(train + offset)
         vals.append(val + offset)
@@ -138,37 +140,59 @@ def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataCon
         if days.size:
             used += [ws.dates[days.min()], ws.dates[days.max()]]
         offset += n
-    features, returns = np.concatenate(feats), np.concatenate(rets)
+    returns = np.concatenate(rets)
     train, val = np.concatenate(trains), np.concatenate(vals)
     if not len(train) or not len(val):
         raise ValueError(f"too little data for {cfg.seq_len}-day sequences in stage 2's train and "
                          f"validation days ({cuts.train_end} splits the price network's validation "
                          f"period up to {cuts.val_end}; train {len(train)}, val {len(val)} sequences)")
     steps = np.arange(cfg.seq_len)
-    train_days = np.unique((train[:, None] + steps).ravel())
-    mean, std = _standardise(features, train_days)
     period_means = returns[train[:, None] + steps].mean(axis=1)
     low, high = np.quantile(period_means, [DEFAULT_THRESHOLDS.adaptive_low,
                                            DEFAULT_THRESHOLDS.adaptive_high])
     split = split_spans(sets, [strategy_split(ws, price_cuts, cuts) for ws in sets], cuts)
     features_from = [{"price_train_end": price_cuts.train_end,
                       "encoded": [f"{min(used):%Y-%m-%d}", f"{max(used):%Y-%m-%d}"]}]
-    return StrategyData(((features - mean) / std).astype(np.float32), returns, train, val,
-                        val_days, mean, std, (float(low), float(high)), list(data), fps, split,
-                        features_from)
+    dim = price.model_cfg.d_model + price.model_cfg.horizon
+    return StrategyData(np.empty((0, dim), np.float32), returns, train, val, val_days, np.empty(dim),
+                        np.empty(dim), (float(low), float(high)),
+                        list(data), fps, split, features_from, sets, dim)
+
+
+def encode_features(prepared: StrategyData, price: LoadedPriceModel, seq_len: int, cache_dir: Path,
+                    cancel: CancelToken | None = None) -> Generator[Progress, None, None]:
+    """The price network's features of every day, instrument by instrument (cached per instrument
+    and checkpoint), standardised on stage 2's training days; Progress per batch of windows,
+    InterruptedError once `cancel` is set."""
+    feats = []
+    for k, (ws, fingerprint) in enumerate(zip(prepared.sets, prepared.fingerprints)):
+        message = f"Encoding features of {ws.instrument} ({k + 1}/{len(prepared.sets)})"
+        feats.append((yield from day_features_progress(price, ws, cache_dir, fingerprint, cancel=cancel,
+                                                       message=message)))
+    features = np.concatenate(feats)
+    train_days = np.unique((prepared.train[:, None] + np.arange(seq_len)).ravel())
+    mean, std = _standardise(features, train_days)
+    prepared.features = ((features - mean) / std).astype(np.float32)
+    prepared.feature_mean, prepared.feature_std = mean, std
 
 
 class StrategyStage(TrainStage):
     kind = "strategy"
 
     def __init__(self, prepared: StrategyData, model_cfg: StrategyModelConfig,
-                 loss_cfg: StrategyLossConfig, seq_len: int) -> None:
+                 loss_cfg: StrategyLossConfig, seq_len: int, price: LoadedPriceModel,
+                 cache_dir: Path) -> None:
         self.data, self.model_cfg, self.loss_cfg = prepared, model_cfg, loss_cfg
         self.steps = np.arange(seq_len)
         self.tau = model_cfg.tau_start
+        self.price, self.cache_dir = price, cache_dir
 
     def train_size(self) -> int:
         return len(self.data.train)
+
+    def prepare(self, cancel: CancelToken) -> Iterator[Progress]:
+        """Encode every day with the frozen price network (minutes for a long history on a CPU)."""
+        return encode_features(self.data, self.price, len(self.steps), self.cache_dir, cancel)
 
     def sequences(self, starts: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         days = starts[:, None] + self.steps  # [B, S] indices, no copies of the per-day arrays
@@ -249,12 +273,12 @@ def run_strategy(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = 
     price = load_price_model(recipe.price_run, store)
     recipe = inherit_price_data(recipe, price)
     root = Path(runs_dir or store.runs_dir)
-    prepared = prepare_strategy_data(price, recipe.datasets, recipe.data,
-                                     root / recipe.price_run / "feature-cache")
-    model_cfg = replace(recipe.model, feature_dim=prepared.features.shape[1])
+    prepared = prepare_strategy_data(price, recipe.datasets, recipe.data)
+    model_cfg = replace(recipe.model, feature_dim=prepared.feature_dim)
     recipe = replace(recipe, model=model_cfg, price_checkpoint=str(price.path),
                      price_sha256=price.sha256)
-    stage = StrategyStage(prepared, model_cfg, recipe.loss, recipe.data.seq_len)
+    stage = StrategyStage(prepared, model_cfg, recipe.loss, recipe.data.seq_len, price,
+                          root / recipe.price_run / "feature-cache")
     entry = RunEntry(recipe, ",".join(prepared.fingerprints), root, resume,
                      facts={"split": prepared.split, "features_from": prepared.features_from})
     return (yield from fit(lambda: StrategyNetwork(model_cfg), stage, recipe.train, store=store,
@@ -264,6 +288,7 @@ def run_strategy(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = 
 __all__ = [
     "StrategyData",
     "StrategyStage",
+    "encode_features",
     "inherit_price_data",
     "prepare_strategy_data",
     "price_cuts_of",

@@ -38,6 +38,7 @@ from engine.events import (
     EvalEvent,
     Event,
     Finished,
+    Progress,
     RunStarted,
     StepEvent,
 )
@@ -72,6 +73,12 @@ class TrainStage(Protocol):
     def evaluate(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
         """Validation loss (early stopping and "best" use it) and metrics; runs under no_grad."""
         ...
+
+    def prepare(self, cancel: CancelToken) -> Iterator[Progress]:
+        """Long preparation (encoding features) that runs after the run is recorded and announced,
+        so the history and the GUI show the new run at once: Progress per batch, InterruptedError
+        once `cancel` is set. train_size must be known before it."""
+        return iter(())
 
     def on_epoch_start(self, epoch: int) -> None:
         """Per-epoch schedules, e.g. temperature annealing."""
@@ -493,6 +500,8 @@ def fit(build_model: Callable[[], nn.Module], stage: TrainStage, cfg: TrainConfi
         cancel: CancelToken | None = None, configs: dict[str, dict] | None = None,
         resume_from: str | Path | None = None) -> Generator[Event, None, Finished]:
     """Train the model `build_model` makes on `stage`; returns the Finished record (also yielded last).
+    RunStarted comes before the stage's long preparation (stage.prepare), so the run is in the history
+    and on screen at once; a cancel during it records the run as cancelled.
 
     The one place that picks the device, joins torchrun's process group, mutes the history on ranks
     other than 0 and seeds (before the model is built, so a seed gives the same initial weights).
@@ -522,7 +531,10 @@ def fit(build_model: Callable[[], nn.Module], stage: TrainStage, cfg: TrainConfi
     yield RunStarted(run_id=run_id, kind=stage.kind, total_steps=loop.total_steps,
                      config=loop.configs, resumed_from_step=loop.resumed_from)
     try:
+        yield from stage.prepare(loop.cancel)
         status = yield from loop.train()
+    except InterruptedError:  # cancelled while preparing: no step taken, no checkpoint written
+        finished = loop.finish("cancelled")
     except (KeyboardInterrupt, GeneratorExit):
         loop.finish("cancelled")  # checkpoints on disk are the last consistent ones
         raise

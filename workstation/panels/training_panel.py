@@ -185,6 +185,8 @@ class TrainingPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.phase = QLabel("")  # a long phase before the steps, e.g. "Encoding features of SSE (1/3)"
+        self.phase.setObjectName("phase")
         self.speed = QLabel("")
         self.eta = QLabel("")
         for label in (self.speed, self.eta):  # fixed widths: a changing text must not relayout the plots
@@ -243,6 +245,7 @@ class TrainingPanel(QWidget):
     def _layout(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
+        top.addWidget(self.phase)
         for widget in (self.progress, self.speed, self.eta, self.cancel_button):
             top.addWidget(widget)
         options = QHBoxLayout()
@@ -290,6 +293,8 @@ class TrainingPanel(QWidget):
         self._forget_modules()
         self.run_id, self._kind = e.run_id, e.kind
         self.title.setText(f"{e.kind.capitalize()} run {e.run_id}")
+        self.phase.setText("")
+        self._speed_text = ""
         if self.evaluation is not None:
             self.evaluation.discard()  # the previous run's figures are no longer news
             self.evaluation.clear(f"The forecast quality of {e.run_id} on its test period appears here "
@@ -312,6 +317,8 @@ class TrainingPanel(QWidget):
     def _on_step(self, e: StepEvent) -> None:
         previous = self.data.train.column(TOTAL)[1]  # bounded: at most MAX_POINTS values
         self.data.add_step(e)
+        if self.phase.text():  # the preparation is over
+            self.phase.setText("")
         self._speed_text = f"{e.samples_per_s:,.0f} samples/s"
         if not (math.isfinite(e.loss) and math.isfinite(e.grad_norm)):
             self._show_banner(f"Non-finite loss or gradient at step {e.step}: training is diverging.", "error")
@@ -334,15 +341,18 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_progress(self, e: Progress) -> None:
-        if e.message:
-            self._speed_text = e.message
-            self._mark_dirty()
+        """A phase without optimiser steps (encoding features, forecasting a backtest): its name,
+        then "done / total" in place of the speed (JobRunner sends the count right after)."""
+        self.phase.setText(e.message)
 
     @Slot(int, int, float)
     def _on_progress_changed(self, done: int, total: int, eta: float) -> None:
         if total > 0:
             self.progress.setRange(0, total)
             self.progress.setValue(min(done, total))
+        if self.phase.text():
+            self._speed_text = f"{done:,} / {total:,}"
+            self.speed.setText(self._speed_text)  # now: the plots need no redraw for it
         self.eta.setText(format_eta(eta))
 
     @Slot(bool)
@@ -355,6 +365,8 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_finished(self, e: Finished) -> None:
+        preparing = self.phase.text()
+        self.phase.setText("")
         if not self._training:  # a backtest, or a training job that failed before its first step
             return
         self._training = False
@@ -365,7 +377,8 @@ class TrainingPanel(QWidget):
             self._add_stop_line(last, "failed", self.palette_.error)
             self._show_banner(f"Training failed at step {last}: {_summary(e.error)}", "error")
         elif e.status == "cancelled":
-            self._show_banner(f"Cancelled at step {last}; the run is recorded as cancelled.", "warn")
+            when = f"while {preparing[0].lower()}{preparing[1:]}" if preparing and not last else f"at step {last}"
+            self._show_banner(f"Cancelled {when}; the run is recorded as cancelled.", "warn")
         elif getattr(e, "early_stopped", False):  # a walk-forward trains, then ends in a BacktestRecord
             self._add_stop_line(last, "early stop", self.palette_.warn)
         if e.status == "finished" and self._kind == "price" and self.evaluation is not None:

@@ -51,8 +51,8 @@ def runs(tmp_path_factory):
 def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(runs, monkeypatch):
     store, price_run = runs
     calls = []
-    real = policy.encode_windows
-    monkeypatch.setattr(policy, "encode_windows", lambda *a: calls.append(1) or real(*a))
+    real = policy.encode_progress
+    monkeypatch.setattr(policy, "encode_progress", lambda *a: calls.append(1) or real(*a))
     cfg = STRATEGY
     for _ in range(2):
         done = finished(train_strategy(price_run, ["goog"], model_cfg=cfg,
