@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
         a = self._action
         a("import", "&Import data…", "Import a file of daily bars (CSV, terminal export, Excel)",
           QKeySequence.StandardKey.Open, lambda: self.data_panel.choose_file())
+        a("import_universe", "Import &universe…", "Import many instruments: a folder of files, a TDX vipdoc "
+          "folder or a wide close table, in the background", "Ctrl+Shift+O", lambda: self.data_panel.choose_universe())
         a("export_signals", "&Export signals…", "Export the positions of a backtest as CSV",
           "Ctrl+E", self.export_signals, enabled=False)
         a("save_png", "Save chart as &PNG…", "Save the chart of the panel in front as a PNG image", "Ctrl+Shift+S",
@@ -180,7 +182,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
-        file_menu.addActions([self.actions_[k] for k in ("import", "export_signals", "save_png")])
+        file_menu.addActions([self.actions_[k] for k in ("import", "import_universe", "export_signals", "save_png")])
         file_menu.addSeparator()
         file_menu.addAction(self.actions_["quit"])
         run_menu = bar.addMenu("&Run")
@@ -433,6 +435,7 @@ class MainWindow(QMainWindow):
             return
         for view in (self.training_panel.evaluation, self.forecast_panel.evaluation):
             view.stop()  # an evaluation thread must not outlive the window
+        self.data_panel.stop_import()
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/state", self.saveState(STATE_VERSION))

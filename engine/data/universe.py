@@ -56,6 +56,13 @@ class UniverseFilters:
     end: str | None = None
     prefixes: tuple[str, ...] = ()  # code prefixes, any case ("sh60", "sz00", "AA"); () keeps all
 
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "prefixes": list(self.prefixes)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UniverseFilters:
+        return cls(**{**d, "prefixes": tuple(d.get("prefixes", ()))})
+
     def keeps_name(self, name: str) -> bool:
         return not self.prefixes or name.lower().startswith(tuple(p.lower() for p in self.prefixes))
 
