@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks import (  # noqa: E402
     bench_backtest,
     bench_ddp,
+    bench_explain,
     bench_memory,
     bench_strategy,
     bench_training,
@@ -91,6 +92,12 @@ def rows_strategy(r: dict) -> list[Row]:
             ratio_row("strategy step: cached features vs recomputing", r["step"]["speedup"], 10)]
 
 
+def rows_explain(r: dict) -> list[Row]:
+    seconds = r["seconds"]
+    return [(f"explain one day, tiny, CPU (attention + IG of the 7-day median, {r['nodes']} nodes)",
+             f"{seconds:.2f} s", "< 1 s", "met" if seconds < 1 else "MISSED")]
+
+
 def rows_ddp(r: dict) -> list[Row]:
     if "speedup_2_vs_1" not in r:
         return [("DDP 2 gloo processes vs 1", "failed", "", str(r["processes"]))]
@@ -116,6 +123,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str]], dict], Callable[[dict], list[R
     "backtest": (bench_backtest.main, rows_backtest),
     "training": (bench_training.main, rows_training),
     "strategy": (bench_strategy.main, rows_strategy),
+    "explain": (lambda _: bench_explain.main(), rows_explain),
     "ddp": (bench_ddp.main, rows_ddp),
     "memory": (bench_memory.main, rows_memory),
 }

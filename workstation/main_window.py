@@ -38,6 +38,7 @@ from workstation import theme
 from workstation.jobs import HISTORY_ADVICE, JobRunner, is_history_fault
 from workstation.panels.backtest_panels import EquityPanel, PositionsPanel, load_view
 from workstation.panels.data_panel import DataPanel
+from workstation.panels.explain_panel import ExplainPanel
 from workstation.panels.forecast_panel import ForecastPanel
 from workstation.panels.history_panel import HistoryPanel
 from workstation.panels.training_panel import TrainingPanel
@@ -92,8 +93,10 @@ class MainWindow(QMainWindow):
         self.positions_panel = PositionsPanel(self.palette_)
         self.equity_panel = EquityPanel(self.palette_)
         self.history_panel = HistoryPanel(self.store, self.palette_)
+        self.explain_panel = ExplainPanel(self.store, self.palette_)
         for name, title, panel in (("forecastDock", "Forecast", self.forecast_panel),
                                    ("positionsDock", "Positions and regimes", self.positions_panel),
+                                   ("explainDock", "Explain", self.explain_panel),
                                    ("equityDock", "Equity", self.equity_panel),
                                    ("historyDock", "History", self.history_panel)):
             self.add_panel(name, title, panel, tabify_with="dataDock")
@@ -382,6 +385,9 @@ class MainWindow(QMainWindow):
         self.runner.finished.connect(self._on_job_finished)
         self.history_panel.open_forecast.connect(self.show_forecast)
         self.forecast_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        for panel in (self.forecast_panel, self.positions_panel):
+            panel.day_picked.connect(self.explain_panel.explain)
+        self.explain_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         self.history_panel.open_backtest.connect(self.show_backtest)
         self.history_panel.backtest_requested.connect(self.open_backtest_wizard)
         self.history_panel.resume_requested.connect(self.resume_run)
@@ -433,8 +439,8 @@ class MainWindow(QMainWindow):
                 self.runner.cancel()
                 self.statusBar().showMessage("Cancelling the running job before closing…")
             return
-        for view in (self.training_panel.evaluation, self.forecast_panel.evaluation):
-            view.stop()  # an evaluation thread must not outlive the window
+        for view in (self.training_panel.evaluation, self.forecast_panel.evaluation, self.explain_panel):
+            view.stop()  # an evaluation or explanation thread must not outlive the window
         self.data_panel.stop_import()
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())

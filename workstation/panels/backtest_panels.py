@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Slot
+from PySide6.QtCore import QRectF, Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -202,7 +202,9 @@ class _BacktestPanel(QWidget):
 
 class PositionsPanel(_BacktestPanel):
     """Candles with regime bands and position-change marks; the daily position 0..10 below them,
-    on the same x (linked zoom, pan and crosshair); metrics per regime beside."""
+    on the same x (linked zoom, pan and crosshair); metrics per regime beside. A click picks a day."""
+
+    day_picked = Signal(str, str, str)  # model ref, dataset, YYYY-MM-DD: the Explain panel follows it
 
     def __init__(self, palette: Palette, parent: QWidget | None = None) -> None:
         super().__init__(palette, parent)
@@ -226,6 +228,7 @@ class PositionsPanel(_BacktestPanel):
         self.regime_table.setToolTip("Backtest metrics over the days each regime was known when the "
                                      "position was set (causal labels)")
         self.chart.hovered.connect(self._show_position)
+        self.chart.scene().sigMouseClicked.connect(self._on_click)
         self._layout()
 
     def _setup_position_plot(self) -> None:
@@ -283,6 +286,17 @@ class PositionsPanel(_BacktestPanel):
         regime = row["regime"] or "unknown"
         self.readout.setText(f"{self.view.frame.index[index]:%Y-%m-%d}   position {int(row['position'])}/10   "
                              f"regime {regime}   strategy equity {row['strategy_equity']:.4f}")
+
+
+    @Slot(object)
+    def _on_click(self, event) -> None:
+        view, plot = self.view, self.chart.price_plot
+        if view is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        index = round(plot.vb.mapSceneToView(event.scenePos()).x())
+        source = view.record["run_id"] or view.record["config"].get("source", "")
+        if 0 <= index < len(view.frame) and source:
+            self.day_picked.emit(source, view.record["dataset"], f"{view.frame.index[index]:%Y-%m-%d}")
 
 
 class EquityPanel(_BacktestPanel):

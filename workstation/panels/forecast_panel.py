@@ -50,6 +50,7 @@ class ForecastPanel(QWidget):
     """Model and dataset selectors, the candle chart with forecast paths, the table of one forecast."""
 
     message = Signal(str)  # why a run asked for cannot be shown as asked (for the status bar)
+    day_picked = Signal(str, str, str)  # model ref, dataset, YYYY-MM-DD: the Explain panel follows it
 
     def __init__(self, store: RunStore, sources: Callable[[], list[tuple[str, str]]],
                  bars: Callable[[str], BarTable], palette: Palette, parent: QWidget | None = None) -> None:
@@ -256,6 +257,7 @@ class ForecastPanel(QWidget):
             else:
                 self.picked = forecast(self.loaded(), ws, f"{ws.dates[index]:%Y-%m-%d}")
                 self.picked_index = index
+                self.day_picked.emit(self._model_ref(), self.dataset.currentData(), self.picked.asof)
         self._draw_path(self.picked_curve, self.picked, self.picked_index)
         self.picked_line.setVisible(self.picked is not None)
         if self.picked is not None:
