@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 WINDOW = 180  # days of history the price network reads
 HORIZON = 7  # closes it predicts
 SEQ_LEN = 20  # decision days the strategy network walks
-N_FEATURES = 11
+N_FEATURES = 13  # of the default feature set (FEATURE_SET); an old run records its own n_features
 N_POSITIONS = 11  # positions 0..10
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # TrainConfig.precision; the CLI and the wizard offer these
 
-FEATURE_NAMES = (
-    "open", "high", "low", "close", "change", "amplitude",
-    "volume", "amount", "turnover", "trades", "time",
-)
+# Feature sets (engine/data/features.py computes them): "vol_scaled" is every new run's, the 11
+# "classic" features of the original design stay for runs recorded with them.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "classic": ("open", "high", "low", "close", "change", "amplitude",
+                "volume", "amount", "turnover", "trades", "time"),
+    "vol_scaled": ("open", "high", "low", "close", "change", "amplitude",
+                   "volume", "amount", "turnover", "trades", "day_sin", "day_cos", "vol_ratio"),
+}
+FEATURE_SET = "vol_scaled"
+FEATURE_NAMES = FEATURE_SETS[FEATURE_SET]
+
+# Price heads (PriceModelConfig.head); the CLI and the wizard offer these.
+# quantile: QUANTILES of the vol-normalised h-day log return (pinball loss, non-crossing by construction);
+# student_t: (mu, sigma, nu) of it (negative log-likelihood); point: one value per horizon (TrainConfig.loss).
+HEADS = ("quantile", "student_t", "point")
+QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 
 @dataclass
@@ -36,6 +48,9 @@ class DataConfig:
     train_end: str | None = None
     val_end: str | None = None
     test_start: str | None = None
+    feature_set: str = FEATURE_SET  # one of FEATURE_SETS; a record without it is "classic"
+
+    LEGACY: ClassVar[dict[str, Any]] = {"feature_set": "classic"}
 
 
 @dataclass
@@ -61,6 +76,9 @@ class PriceModelConfig:
     window: int = WINDOW
     horizon: int = HORIZON
     n_features: int = N_FEATURES
+    head: str = "quantile"  # one of HEADS; a record without it is "point"
+
+    LEGACY: ClassVar[dict[str, Any]] = {"head": "point"}
 
 
 @dataclass
@@ -162,10 +180,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
-    """Build a config from a dict, ignoring unknown keys so old run records still load."""
+    """Build a config from a dict, ignoring unknown keys so old run records still load; a field a
+    (non-empty) record predates takes the class's LEGACY value, the behaviour it was recorded with."""
     data = data or {}
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in data.items() if k in names})
+    legacy = getattr(cls, "LEGACY", {}) if data else {}
+    return cls(**{**legacy, **{k: v for k, v in data.items() if k in names}})
 
 
 def override(cfg: T, **changes: Any) -> T:
@@ -179,12 +199,16 @@ def override(cfg: T, **changes: Any) -> T:
 
 __all__ = [
     "FEATURE_NAMES",
+    "FEATURE_SET",
+    "FEATURE_SETS",
     "FILLS",
+    "HEADS",
     "HORIZON",
     "N_FEATURES",
     "N_POSITIONS",
     "PRECISIONS",
     "PRESETS",
+    "QUANTILES",
     "SEQ_LEN",
     "WINDOW",
     "BacktestConfig",

@@ -1,4 +1,5 @@
-"""The trained price network as a plain function: bars in, the next 7 closes out (in prices)."""
+"""The trained price network as a plain function: bars in, the next 7 closes out (in prices), with
+their quantiles (QuantileForecast: the interface evaluation and the baselines read)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from engine.checkpoint import (
     load_checkpoint,
     load_model_state,
 )
-from engine.config import DataConfig, PriceModelConfig, from_dict
-from engine.data import BarTable, WindowSet, build_windows, load_bars, targets_to_prices
+from engine.config import QUANTILES, DataConfig, PriceModelConfig, from_dict
+from engine.data import BarTable, WindowSet, build_windows, load_bars
 from engine.events import CancelToken, Progress, run_to_end
-from engine.models import PriceNetwork
+from engine.models import PriceNetwork, PriceOutput, output_quantiles
 from engine.models.ensemble import PriceEnsemble
 from engine.store import RunStore
 
@@ -32,7 +33,8 @@ class LoadedPriceModel:
     model: PriceNetwork  # eval mode
     model_cfg: PriceModelConfig
     data_cfg: DataConfig
-    target_scale: np.ndarray  # [horizon]: network outputs x scale = log(close_{e+h} / close_e)
+    target_scale: np.ndarray | None  # [horizon] classic runs: outputs x scale = log(close_{e+h} / close_e);
+    # None for vol_scaled runs, whose unit is sigma_e * sqrt(h) (WindowSet.units)
     sha256: str
     path: Path
     configs: dict[str, Any]  # everything the checkpoint recorded (model / data / train)
@@ -47,12 +49,34 @@ class LoadedPriceModel:
         networks = len(self.model.members) if isinstance(self.model, PriceEnsemble) else 1
         return networks * self.model_cfg.d_model + self.model_cfg.horizon
 
+    def units(self, ws: WindowSet, ends: np.ndarray) -> np.ndarray:
+        """[n, horizon] the h-day log return of one network output unit at each window end."""
+        if self.target_scale is None:
+            return ws.units(ends)
+        return np.broadcast_to(self.target_scale, (len(ends), len(self.target_scale)))
+
+
+@dataclass
+class QuantileForecast:
+    """What the network forecasts at window ends `ends` of one instrument (n of them), in prices and
+    in h-day log returns log(close_{e+h} / close_e). A point head has no quantiles: NaN there."""
+
+    levels: tuple[float, ...]  # QUANTILES
+    close: np.ndarray  # [n] close_e, the price every horizon is relative to
+    sigma: np.ndarray  # [n] causal EWMA daily log-return volatility at e (engine.data.ewma_volatility)
+    prices: np.ndarray  # [n, H] the median (point head: the point forecast) closes
+    returns: np.ndarray  # [n, H] ... as h-day log returns
+    quantile_prices: np.ndarray  # [n, H, Q] closes at each level
+    quantile_returns: np.ndarray  # [n, H, Q] h-day log returns at each level
+
 
 @dataclass
 class Forecast:
     asof: str  # YYYY-MM-DD: the last bar the forecast reads
     dates: list[str]  # the next 7 business days after asof
-    prices: list[float]
+    prices: list[float]  # the median (point head: the point forecast)
+    quantiles: dict[str, list[float]] = field(default_factory=dict)  # "0.1" -> 7 prices; none: point head
+    sigma: float = float("nan")  # EWMA daily volatility at asof
 
 
 def is_run_id(source: str | Path) -> bool:
@@ -98,7 +122,9 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
     try:
         model_cfg = from_dict(PriceModelConfig, ckpt["configs"]["model"])
         data_cfg = from_dict(DataConfig, ckpt["configs"].get("data"))
-        scale = np.asarray(ckpt["extra"]["target_scale"], dtype=np.float64)
+        scale = None  # vol_scaled: the unit is sigma_e * sqrt(h), computed per window
+        if data_cfg.feature_set == "classic":  # its outputs are in units of the train-split std
+            scale = np.asarray(ckpt["extra"]["target_scale"], dtype=np.float64)
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: not a price-network checkpoint (missing {exc})") from None
     model = PriceNetwork(model_cfg)
@@ -136,47 +162,84 @@ def model_windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> Windo
     """The bars cut into the windows and horizon the network reads (a WindowSet passes through)."""
     if isinstance(bars, WindowSet):
         return bars
-    return build_windows(bars, loaded.model_cfg.window, loaded.model_cfg.horizon)
+    return build_windows(bars, loaded.model_cfg.window, loaded.model_cfg.horizon, loaded.data_cfg.feature_set)
+
+
+_OUTPUTS = ("prices", "features", "quantiles", "t_params")  # the PriceOutput fields gathered over batches
 
 
 @torch.no_grad()
-def encode_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
-                    cancel: CancelToken | None = None, message: str = "Encoding windows",
-                    ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
-    """encode_windows as a job step: Progress(done, len(ends)) after each batch, so a long encoding
-    shows how far it is; InterruptedError at the first batch after `cancel` is set."""
+def outputs_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
+                     cancel: CancelToken | None = None, message: str = "Encoding windows",
+                     ) -> Generator[Progress, None, PriceOutput]:
+    """The network's outputs (network units, float64 on the CPU) for windows ending at day indices
+    `ends`, as a job step: Progress(done, len(ends)) after each batch, so a long encoding shows how
+    far it is; InterruptedError at the first batch after `cancel` is set."""
     ends = np.asarray(ends, dtype=np.int64)
     mask = torch.from_numpy(np.asarray(ws.mask, dtype=np.float32)).to(loaded.device)
-    features, scaled = [], []
+    parts: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(ends), BATCH):
         if cancel is not None and cancel.cancelled:
             raise InterruptedError(f"cancelled while {message.lower()}")
         x = torch.from_numpy(ws.inputs(ends[i:i + BATCH])).to(loaded.device)
         out = loaded.model(x, mask.expand(len(x), -1))
-        features.append(out.features.float().cpu())
-        scaled.append(out.prices.double().cpu())
+        for name in _OUTPUTS:
+            if getattr(out, name) is not None:
+                parts.setdefault(name, []).append(getattr(out, name).double().cpu())
         yield Progress(min(i + BATCH, len(ends)), len(ends), message)
-    if not features:
-        return (np.empty((0, loaded.model_cfg.d_model), np.float32),
-                np.empty((0, loaded.model_cfg.horizon)))
-    return torch.cat(features).numpy(), torch.cat(scaled).numpy()
+    if not parts:  # no windows: empty outputs of the head's shapes
+        probe = loaded.model(torch.zeros(1, ws.window, ws.daily.shape[1], device=loaded.device))
+        parts = {name: [getattr(probe, name).double().cpu()[:0]] for name in _OUTPUTS
+                 if getattr(probe, name) is not None}
+    return PriceOutput(aux_loss=torch.zeros(()), **{name: torch.cat(p) for name, p in parts.items()})
+
+
+def encode_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
+                    cancel: CancelToken | None = None, message: str = "Encoding windows",
+                    ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
+    """Strategy features [n, d_model] float32 and scaled forecasts [n, horizon] (network units: the
+    median, or a point head's value), as a job step (outputs_progress)."""
+    out = yield from outputs_progress(loaded, ws, ends, cancel, message)
+    return out.features.float().numpy(), out.prices.numpy()
 
 
 def encode_windows(loaded: LoadedPriceModel, ws: WindowSet,
                    ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Strategy features [n, d_model] float32 and scaled forecasts [n, horizon] (network units)
-    for windows ending at day indices `ends`, in batches."""
+    """encode_progress run to its end."""
     return run_to_end(encode_progress(loaded, ws, ends))
+
+
+def quantile_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends: np.ndarray,
+                      cancel: CancelToken | None = None, message: str = "Forecasting",
+                      ) -> Generator[Progress, None, QuantileForecast]:
+    """The median and QUANTILES of the next closes for windows ending at day indices `ends`, as a
+    job step: price = close_e * exp(q * unit), unit = sigma_e * sqrt(h) (classic runs: the train-split
+    scale of horizon h)."""
+    ws = model_windows(loaded, bars)
+    ends = np.asarray(ends, dtype=np.int64)
+    out = yield from outputs_progress(loaded, ws, ends, cancel, message)
+    units = loaded.units(ws, ends)
+    close = ws.close[ends]
+    returns = out.prices.numpy() * units
+    q_returns = output_quantiles(out, QUANTILES) * units[..., None]
+    return QuantileForecast(levels=QUANTILES, close=close, sigma=ws.sigma[ends],
+                            prices=close[:, None] * np.exp(returns), returns=returns,
+                            quantile_prices=close[:, None, None] * np.exp(q_returns), quantile_returns=q_returns)
+
+
+def forecast_quantiles(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
+                       ends: np.ndarray) -> QuantileForecast:
+    """quantile_progress run to its end."""
+    return run_to_end(quantile_progress(loaded, bars, ends))
 
 
 def forecast_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends: np.ndarray,
                       cancel: CancelToken | None = None, message: str = "Forecasting",
                       ) -> Generator[Progress, None, np.ndarray]:
-    """[n, horizon] predicted closes for windows ending at day indices `ends`, as a job step."""
-    ws = model_windows(loaded, bars)
-    ends = np.asarray(ends, dtype=np.int64)
-    _, scaled = yield from encode_progress(loaded, ws, ends, cancel, message)
-    return targets_to_prices(scaled * loaded.target_scale, ws.close[ends])
+    """[n, horizon] predicted closes (the median; a point head's point) for windows ending at
+    day indices `ends`, as a job step."""
+    result = yield from quantile_progress(loaded, bars, ends, cancel, message)
+    return result.prices
 
 
 def forecast_many(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
@@ -200,25 +263,32 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
     if day < first:
         raise ValueError(f"{ws.instrument}: no forecast for {asof}: the first date with "
                          f"{ws.window} days of history is {ws.dates[first]:%Y-%m-%d}")
-    prices = forecast_many(loaded, ws, np.array([day]))[0]
+    result = forecast_quantiles(loaded, ws, np.array([day]))
+    prices = result.prices[0]
+    quantiles = {f"{level:g}": [float(p) for p in result.quantile_prices[0, :, j]]
+                 for j, level in enumerate(result.levels) if np.isfinite(result.quantile_prices[0, :, j]).all()}
     return Forecast(asof=f"{ws.dates[day]:%Y-%m-%d}",
                     dates=next_business_days(ws.dates[day], len(prices)),
-                    prices=[float(p) for p in prices])
+                    prices=[float(p) for p in prices], quantiles=quantiles, sigma=float(result.sigma[0]))
 
 
 __all__ = [
     "Forecast",
     "LoadedPriceModel",
+    "QuantileForecast",
     "encode_progress",
     "encode_windows",
     "forecast",
     "forecast_many",
     "forecast_progress",
+    "forecast_quantiles",
     "is_run_id",
     "load_bars_as_trained",
     "load_price_model",
     "model_windows",
     "next_business_days",
+    "outputs_progress",
+    "quantile_progress",
     "read_checkpoint",
     "resolve_checkpoint",
 ]

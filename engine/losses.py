@@ -1,6 +1,9 @@
-"""Training objectives: the price loss on scale-free targets and the vectorised strategy loss."""
+"""Training objectives: the price losses on scale-free targets (point, pinball, Student-t NLL) and the
+vectorised strategy loss."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +23,25 @@ def price_loss(pred: Tensor, target: Tensor, kind: str) -> Tensor:
     if kind not in _PRICE_LOSSES:
         raise ValueError(f"unknown price loss {kind!r}; choose one of {sorted(_PRICE_LOSSES)}")
     return _PRICE_LOSSES[kind](pred, target)
+
+
+def pinball_loss(q_pred: Tensor, target: Tensor, levels: tuple[float, ...] | Tensor) -> Tensor:
+    """Mean pinball (quantile) loss: q_pred [B, H, Q] at `levels` [Q], target [B, H].
+
+    For level tau and u = y - q: tau * u when y is above q, (tau - 1) * u below, so its minimiser is
+    the tau-quantile of y; averaged over samples, horizons and levels.
+    """
+    tau = torch.as_tensor(levels, dtype=q_pred.dtype, device=q_pred.device)
+    u = target[..., None].to(q_pred.dtype) - q_pred
+    return torch.maximum(tau * u, (tau - 1) * u).mean()
+
+
+def student_t_nll(loc: Tensor, scale: Tensor, df: Tensor, target: Tensor) -> Tensor:
+    """Mean negative log-likelihood of target under Student-t(df, loc, scale), written out (lgamma)."""
+    z = (target.to(loc.dtype) - loc) / scale
+    log_prob = (torch.lgamma((df + 1) / 2) - torch.lgamma(df / 2) - 0.5 * torch.log(df * math.pi)
+                - torch.log(scale) - (df + 1) / 2 * torch.log1p(z * z / df))
+    return -log_prob.mean()
 
 
 def net_returns(positions: Tensor, returns: Tensor, cost_bps: float) -> tuple[Tensor, Tensor]:

@@ -15,9 +15,11 @@ import pandas as pd
 from engine.atomic import atomic_write
 from engine.config import HORIZON
 
+BANDS = ("q10", "q90")  # the 10 % and 90 % quantile prices next to the median pred_t*
 COLUMNS = (
     ["date", "close", "instrument", "position", "exposure", "regime"]
     + [f"pred_t{h}" for h in range(1, HORIZON + 1)]
+    + [f"{band}_t{h}" for band in BANDS for h in range(1, HORIZON + 1)]
     + ["run_id", "checkpoint_sha256"]
 )
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -30,7 +32,8 @@ def neutralise(text: pd.Series) -> pd.Series:
 
 
 def signals_table(frame: pd.DataFrame, instrument: str, run_id: str, checkpoint_sha: str) -> pd.DataFrame:
-    """The CSV's columns from a run_backtest frame; missing forecasts are empty cells."""
+    """The CSV's columns from a run_backtest frame (pred_h, and q10_h / q90_h where the backtest job
+    added them); missing forecasts and quantiles (a point head has none) are empty cells."""
     table = pd.DataFrame({
         "date": frame.index.strftime("%Y-%m-%d"),
         "close": frame["close"].to_numpy(dtype=float),
@@ -39,9 +42,10 @@ def signals_table(frame: pd.DataFrame, instrument: str, run_id: str, checkpoint_
         "exposure": frame["exposure"].astype(float).to_numpy(),
         "regime": frame["regime"].to_numpy() if "regime" in frame else "",
     })
-    for h in range(1, HORIZON + 1):
-        column = f"pred_{h}"
-        table[f"pred_t{h}"] = frame[column].to_numpy(dtype=float) if column in frame else float("nan")
+    for name in ("pred", *BANDS):
+        for h in range(1, HORIZON + 1):
+            column = f"{name}_{h}"
+            table[f"{name}_t{h}"] = frame[column].to_numpy(dtype=float) if column in frame else float("nan")
     table["run_id"], table["checkpoint_sha256"] = run_id, checkpoint_sha
     for name in ("date", "instrument", "regime", "run_id", "checkpoint_sha256"):
         table[name] = neutralise(table[name])
@@ -59,4 +63,4 @@ def export_signals(frame: pd.DataFrame, path: str | Path, *, instrument: str, ru
     return len(table)
 
 
-__all__ = ["COLUMNS", "export_signals", "neutralise", "signals_table"]
+__all__ = ["BANDS", "COLUMNS", "export_signals", "neutralise", "signals_table"]

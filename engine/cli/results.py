@@ -45,9 +45,12 @@ def run_forecast(args: argparse.Namespace) -> Output:
         result = forecast(loaded, bars, args.date)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    rows = "\n".join(f"  {d}  {p:,.4f}" for d, p in zip(result.dates, result.prices))
+    low, high = result.quantiles.get("0.1"), result.quantiles.get("0.9")
+    rows = "\n".join(f"  {d}  {p:,.4f}" + (f"   80 % band {low[h]:,.4f} .. {high[h]:,.4f}" if low and high else "")
+                     for h, (d, p) in enumerate(zip(result.dates, result.prices)))
     return Output({"asof": result.asof, "dates": result.dates, "prices": result.prices,
-                   "instrument": bars.instrument, "checkpoint_sha256": loaded.sha256},
+                   "quantiles": result.quantiles, "instrument": bars.instrument,
+                   "checkpoint_sha256": loaded.sha256},
                   f"{bars.instrument}: forecast as of {result.asof}\n{rows}")
 
 

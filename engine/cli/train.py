@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from engine.cli.core import BadInput, Output, ProgressBar, UsageError, command, iso_date, open_store
 from engine.config import (
+    HEADS,
     PRECISIONS,
     PRESETS,
     DataConfig,
@@ -205,7 +206,11 @@ def run_describe(args: argparse.Namespace) -> Output:
 def _configure_train_price(parser: argparse.ArgumentParser) -> None:
     _data_options(parser, "bundled sample name or file path; repeat to pool instruments")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--loss", choices=["mse", "mae", "huber"], default=TrainConfig.loss)
+    parser.add_argument("--head", choices=HEADS, default=PriceModelConfig.head,
+                        help="quantile: 7 quantiles of each horizon's vol-scaled return (pinball loss); "
+                             "student_t: a Student-t of it (likelihood); point: one value (--loss)")
+    parser.add_argument("--loss", choices=["mse", "mae", "huber"], default=TrainConfig.loss,
+                        help="the point head's loss")
     _train_options(parser)
 
 
@@ -213,7 +218,8 @@ def _configure_train_price(parser: argparse.ArgumentParser) -> None:
 def run_train_price(args: argparse.Namespace) -> Output:
     from engine.training.price import train_price
 
-    model_cfg: PriceModelConfig = parse_overrides(args.overrides, PRESETS[args.preset], "--set")
+    model_cfg: PriceModelConfig = parse_overrides(args.overrides, override(PRESETS[args.preset], head=args.head),
+                                                  "--set")
     store = open_store(args)
     data_cfg = _data_cfg(args)
     return _train(args, store, "price", lambda train_cfg, token: train_price(

@@ -2,6 +2,8 @@
 
 A window ending at day e reads days e-window+1..e; its targets are the next `horizon` closes as
 log(close_{e+h} / close_e); a strategy position fixed at close t earns close t -> close t+1.
+With the "vol_scaled" feature set the network learns z_{e,h} = log(close_{e+h} / close_e) / (sigma_e sqrt h)
+(sigma: the causal EWMA volatility at e), so one scale fits every instrument and every regime.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.config import HORIZON, WINDOW
-from engine.data.features import daily_features, feature_mask
+from engine.config import FEATURE_SET, HORIZON, WINDOW
+from engine.data.features import daily_features, ewma_volatility, feature_mask
 from engine.data.io import BarTable, DataImportError
 
 
@@ -24,11 +26,13 @@ class WindowSet:
     instrument: str
     dates: pd.DatetimeIndex  # [T]
     close: np.ndarray  # [T] float64
-    daily: np.ndarray  # [T, 11] from daily_features
-    mask: np.ndarray  # [11]
+    daily: np.ndarray  # [T, n] from daily_features(feature_set)
+    mask: np.ndarray  # [n]
     window: int = WINDOW
     horizon: int = HORIZON
     ends: np.ndarray | None = None  # [N] days e with a full window; default all e >= window-1
+    feature_set: str = FEATURE_SET
+    sigma: np.ndarray = field(init=False, repr=False)  # [T] ewma_volatility of close (NaN on day 0)
     _blocks32: np.ndarray = field(init=False, repr=False)  # [T-window+1, window, 11] strided view
     _close_blocks: np.ndarray = field(init=False, repr=False)  # [T-window+1, window] log close view
     _log_close: np.ndarray = field(init=False, repr=False)
@@ -41,6 +45,7 @@ class WindowSet:
         # OHLC are cached relative to the same day's close (small numbers, exact in float32); the
         # close path to the window's last close is added per window in float64.
         self._log_close = np.log(self.close)
+        self.sigma = ewma_volatility(self.close)
         daily32 = self.daily.astype(np.float32)
         daily32[:, :4] = self.daily[:, :4] - self._log_close[:, None]
         self._blocks32 = sliding_window_view(daily32, (self.window, daily32.shape[1]))[:, 0]
@@ -51,7 +56,8 @@ class WindowSet:
         return len(self.close)
 
     def inputs(self, ends: np.ndarray) -> np.ndarray:
-        """[n, window, 11] float32; OHLC as log(p / close_e), so a window reads only its own bars."""
+        """[n, window, n_features] float32; OHLC as log(p / close_e) (vol_scaled: / sigma_e), so a
+        window reads only its own bars."""
         ends = np.asarray(ends, dtype=np.int64)
         starts = ends - (self.window - 1)
         if len(ends) and (starts.min() < 0 or ends.max() >= len(self)):
@@ -59,6 +65,8 @@ class WindowSet:
         x = self._blocks32[starts]  # fancy indexing copies: [n, window, 11]
         path = self._close_blocks[starts] - self._log_close[ends, None]  # log(close_t / close_e)
         x[..., :4] += path.astype(np.float32)[..., None]
+        if self.feature_set != "classic":
+            x[..., :4] /= self.sigma[ends, None, None].astype(np.float32)
         return x
 
     def targets(self, ends: np.ndarray) -> np.ndarray:
@@ -69,6 +77,14 @@ class WindowSet:
         later = self._log_close[np.minimum(days, len(self) - 1)]
         return np.where(inside, later - self._log_close[ends, None], np.nan)
 
+    def units(self, ends: np.ndarray) -> np.ndarray:
+        """[n, horizon] sigma_e * sqrt(h): the log return of one vol-normalised unit per horizon."""
+        return self.sigma[np.asarray(ends, dtype=np.int64), None] * np.sqrt(np.arange(1, self.horizon + 1))
+
+    def scaled_targets(self, ends: np.ndarray) -> np.ndarray:
+        """[n, horizon] z_{e,h} = log(close_{e+h} / close_e) / (sigma_e sqrt h); NaN past the last bar."""
+        return self.targets(ends) / self.units(ends)
+
     def next_returns(self, days: np.ndarray) -> np.ndarray:
         """close_{t+1} / close_t - 1: what a position held from close t earns; NaN at the last day."""
         return self._returns[np.asarray(days, dtype=np.int64)]
@@ -77,7 +93,8 @@ class WindowSet:
         return np.asarray(ends) + self.horizon < len(self)
 
 
-def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON) -> WindowSet:
+def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON,
+                  feature_set: str = FEATURE_SET) -> WindowSet:
     needed = window + horizon + 1
     if len(bars.frame) < needed:
         raise DataImportError(bars.source, None, None, f"too little history: {len(bars.frame)} bars, "
@@ -85,8 +102,8 @@ def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON) 
                               "1 next-day return)")
     return WindowSet(instrument=bars.instrument, dates=pd.DatetimeIndex(bars.frame.index),
                      close=bars.frame["close"].to_numpy(dtype=np.float64),
-                     daily=daily_features(bars.frame), mask=feature_mask(bars),
-                     window=window, horizon=horizon)
+                     daily=daily_features(bars.frame, feature_set), mask=feature_mask(bars, feature_set),
+                     window=window, horizon=horizon, feature_set=feature_set)
 
 
 def targets_to_prices(targets: np.ndarray, last_close: np.ndarray | float) -> np.ndarray:
@@ -163,9 +180,9 @@ class PooledWindows:
     def __init__(self, sets: list[WindowSet]) -> None:
         if not sets:
             raise ValueError("PooledWindows needs at least one WindowSet")
-        shapes = {(ws.window, ws.horizon, ws.daily.shape[1]) for ws in sets}
+        shapes = {(ws.window, ws.horizon, ws.feature_set, ws.daily.shape[1]) for ws in sets}
         if len(shapes) > 1:
-            raise ValueError(f"pooled sets differ in (window, horizon, features): {sorted(shapes)}")
+            raise ValueError(f"pooled sets differ in (window, horizon, feature set, features): {sorted(shapes)}")
         self.sets = list(sets)
         self.window, self.horizon = sets[0].window, sets[0].horizon
 
@@ -195,6 +212,12 @@ class PooledWindows:
 
     def targets(self, items: np.ndarray) -> np.ndarray:
         return self._gather(items, WindowSet.targets, (self.horizon,), np.float64)
+
+    def scaled_targets(self, items: np.ndarray) -> np.ndarray:
+        return self._gather(items, WindowSet.scaled_targets, (self.horizon,), np.float64)
+
+    def units(self, items: np.ndarray) -> np.ndarray:
+        return self._gather(items, WindowSet.units, (self.horizon,), np.float64)
 
     def masks(self, items: np.ndarray) -> np.ndarray:
         fetch = lambda ws, ends: np.broadcast_to(ws.mask, (len(ends), len(ws.mask)))

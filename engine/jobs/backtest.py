@@ -33,11 +33,13 @@ from engine.data import (
     recorded_cut_dates,
 )
 from engine.events import CancelToken, Event, Progress
-from engine.forecast import LoadedPriceModel, forecast_progress, is_run_id, load_price_model
+from engine.forecast import LoadedPriceModel, is_run_id, load_price_model, model_windows, quantile_progress
 from engine.policy import LoadedStrategy, load_strategy_model, model_kind, strategy_positions_progress
 from engine.store import RunStore
 
 PRED_COLUMNS = [f"pred_{h}" for h in range(1, HORIZON + 1)]
+BAND_LEVELS = {"q10": 0.1, "q90": 0.9}  # the quantile prices a backtest frame (and the signals CSV) carries
+BAND_COLUMNS = [f"{name}_{h}" for name in BAND_LEVELS for h in range(1, HORIZON + 1)]
 
 
 @dataclass
@@ -159,11 +161,14 @@ def load_backtest_frame(record: dict) -> pd.DataFrame:
 def positions_for(src: Source, ws: WindowSet, days: np.ndarray, cancel: CancelToken | None = None,
                   ) -> Generator[Progress, None, tuple[pd.Series, pd.DataFrame]]:
     """What `src` decides on decision days of one instrument: positions 0..10 and the 7
-    predicted closes, both indexed by date. A job step: Progress per batch of windows encoded,
+    predicted closes (PRED_COLUMNS, the median) then their 10 % and 90 % quantiles (BAND_COLUMNS,
+    NaN for a point head), both indexed by date. A job step: Progress per batch of windows encoded,
     InterruptedError once `cancel` is set."""
     dates = ws.dates[days]
-    forecasts = yield from forecast_progress(src.price, ws, days, cancel, f"Forecasting {ws.instrument}")
-    predicted = pd.DataFrame(forecasts, index=dates, columns=PRED_COLUMNS)
+    forecasts = yield from quantile_progress(src.price, ws, days, cancel, f"Forecasting {ws.instrument}")
+    bands = [forecasts.quantile_prices[..., forecasts.levels.index(level)] for level in BAND_LEVELS.values()]
+    predicted = pd.DataFrame(np.concatenate([forecasts.prices, *bands], axis=1), index=dates,
+                             columns=PRED_COLUMNS + BAND_COLUMNS)
     if src.strategy is not None:
         positions = yield from strategy_positions_progress(src.strategy, ws, days, cancel=cancel)
         return pd.Series(positions, index=dates), predicted
@@ -175,7 +180,7 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
                cancel: CancelToken | None = None) -> Generator[Progress, None, BacktestResult]:
     """Positions and forecasts of `src` over cfg's period (default: default_period), as a job step:
     InterruptedError once `cancel` is set."""
-    ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
+    ws = model_windows(src.price, bars)
     first = src.first_day
     if first + 1 >= len(ws.dates):
         walk = f" + {src.data_cfg.seq_len}-day walk" if src.strategy else ""
@@ -191,8 +196,14 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
     positions, predicted = yield from positions_for(src, ws, days, cancel)
     yield Progress(len(days), len(days), "Accounting, baselines and the Sharpe bootstrap")
     close = pd.Series(ws.close, index=ws.dates)
-    return run_backtest(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
-                        instrument=bars.instrument)
+    return with_bands(run_backtest(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
+                                   instrument=bars.instrument), predicted)
+
+
+def with_bands(result: BacktestResult, predicted: pd.DataFrame) -> BacktestResult:
+    """The result with positions_for's quantile columns added to its daily frame (NaN where none)."""
+    result.frame[BAND_COLUMNS] = predicted[BAND_COLUMNS].reindex(result.frame.index).to_numpy()
+    return result
 
 
 @dataclass
@@ -262,6 +273,7 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
 
 
 __all__ = [
+    "BAND_COLUMNS",
     "PRED_COLUMNS",
     "BacktestRecord",
     "Source",
@@ -276,4 +288,5 @@ __all__ = [
     "positions_for",
     "record_backtest",
     "run_source",
+    "with_bands",
 ]

@@ -18,10 +18,10 @@ import pandas as pd
 
 from engine.backtest.run import stitch_blocks
 from engine.config import BacktestConfig
-from engine.data import WindowSet, build_windows, load_bars, walk_forward_folds
+from engine.data import WindowSet, load_bars, walk_forward_folds
 from engine.events import CancelToken, Event, Progress
-from engine.forecast import load_price_model
-from engine.jobs.backtest import BacktestRecord, load_source, positions_for, record_backtest
+from engine.forecast import load_price_model, model_windows
+from engine.jobs.backtest import BacktestRecord, load_source, positions_for, record_backtest, with_bands
 from engine.policy import load_strategy_model
 from engine.store import RunStore
 from engine.training.price import run_price
@@ -60,7 +60,7 @@ def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConf
     recipe = RunRecipe.from_record(record)
     price_recipe = RunRecipe.from_record(store.get_run(recipe.price_run)) if recipe.price_run else recipe
     bars = load_bars(data, adjust=price_recipe.data.adjust)
-    ws = build_windows(bars, src.price.model_cfg.window, src.price.model_cfg.horizon)
+    ws = model_windows(src.price, bars)
     dates, blocks = ws.dates, fold_blocks(ws, folds, fraction)
     pieces, predicted, fold_runs = [], [], []
     for k, block in enumerate(blocks):
@@ -88,8 +88,9 @@ def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConf
         fold_runs.append({"start": start, "end": end,
                           "runs": [price.run_id] + ([fold.run_id] if fold is not price else [])})
     close = pd.Series(ws.close, index=ws.dates)
-    result = stitch_blocks(close, pieces, cfg, predicted=pd.concat(predicted), opens=bars.frame["open"],
-                           instrument=bars.instrument)
+    predicted = pd.concat(predicted)
+    result = with_bands(stitch_blocks(close, pieces, cfg, predicted=predicted, opens=bars.frame["open"],
+                                      instrument=bars.instrument), predicted)
     done = record_backtest(store, src, model_ref, data, bars, cfg, result, walk_forward=fold_runs,
                            in_sample=False)  # every block traded out of its fold's sample
     yield Progress(len(blocks), len(blocks), "done")

@@ -2,7 +2,14 @@
 
 from engine.models.layers import GatedFFN, MoE, RMSNorm, Rotary, apply_rotary
 from engine.models.mla import MHA, MLA, build_attention
-from engine.models.price import PriceNetwork, PriceOutput, build_price_model, meta_price_model
+from engine.models.price import (
+    PriceNetwork,
+    PriceOutput,
+    build_price_model,
+    meta_price_model,
+    monotone_quantiles,
+    output_quantiles,
+)
 from engine.models.strategy import StrategyNetwork, StrategyOutput
 
 __all__ = [
@@ -20,4 +27,6 @@ __all__ = [
     "build_attention",
     "build_price_model",
     "meta_price_model",
+    "monotone_quantiles",
+    "output_quantiles",
 ]

@@ -1,22 +1,67 @@
-"""The price network: a pre-norm Transformer encoder over [B, window, 11] bars -> 7 scale-free closes."""
+"""The price network: a pre-norm Transformer encoder over [B, window, n_features] bars -> per horizon
+the quantiles, Student-t parameters or a point value of the scale-free h-day log return."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy import stats
 from torch import Tensor, nn
 
-from engine.config import PRESETS, PriceModelConfig, override
+from engine.config import HEADS, PRESETS, QUANTILES, PriceModelConfig, override
 from engine.models.layers import GatedFFN, MoE, RMSNorm, Rotary
 from engine.models.mla import build_attention, rotary_dim
+
+T_SCALE_MIN = 1e-3  # Student-t scale floor (network units)
+T_DF_MIN = 2.0  # Student-t degrees of freedom above 2: a finite variance
 
 
 @dataclass
 class PriceOutput:
-    prices: Tensor  # (B, horizon) scale-free targets
+    prices: Tensor  # (B, horizon) scale-free targets: the median (quantile, student_t) or the point value
     features: Tensor  # (B, d_model): the trained representation the price head reads
     aux_loss: Tensor  # scalar: weighted MoE balance loss, add it to the training loss (0 without MoE)
+    quantiles: Tensor | None = None  # (B, horizon, len(QUANTILES)) non-crossing, quantile head only
+    t_params: Tensor | None = None  # (B, horizon, 3) location, scale, degrees of freedom; student_t only
+
+
+def head_width(head: str) -> int:
+    """Outputs per horizon of each head."""
+    widths = {"quantile": len(QUANTILES), "student_t": 3, "point": 1}
+    if head not in widths:
+        raise ValueError(f"unknown price head {head!r}; choose one of {list(HEADS)}")
+    return widths[head]
+
+
+def monotone_quantiles(raw: Tensor, median_index: int) -> Tensor:
+    """(..., Q) raw outputs -> increasing quantiles: raw[median] plus cumulative softplus steps up and
+    down, so no two levels can cross whatever the weights (a sort would break the gradient's meaning)."""
+    median = raw[..., median_index:median_index + 1]
+    up = F.softplus(raw[..., median_index + 1:]).cumsum(dim=-1)
+    down = F.softplus(raw[..., :median_index].flip(-1)).cumsum(dim=-1).flip(-1)
+    return torch.cat([median - down, median, median + up], dim=-1)
+
+
+def t_parameters(raw: Tensor) -> Tensor:
+    """(..., 3) raw outputs -> location, scale > T_SCALE_MIN, degrees of freedom > T_DF_MIN."""
+    return torch.stack([raw[..., 0], F.softplus(raw[..., 1]) + T_SCALE_MIN,
+                        F.softplus(raw[..., 2]) + T_DF_MIN], dim=-1)
+
+
+def output_quantiles(out: PriceOutput, levels: tuple[float, ...] = QUANTILES) -> np.ndarray:
+    """(B, horizon, len(levels)) float64 quantiles in network units: the quantile head's own (levels
+    must be QUANTILES), the Student-t's inverse CDF at `levels`, NaN for a point head (it has none)."""
+    if out.quantiles is not None:
+        if tuple(levels) != QUANTILES:
+            raise ValueError(f"the quantile head predicts the levels {QUANTILES}, not {tuple(levels)}")
+        return out.quantiles.detach().double().cpu().numpy()
+    if out.t_params is not None:
+        p = out.t_params.detach().double().cpu().numpy()[..., None, :]
+        return stats.t.ppf(np.asarray(levels), p[..., 2], loc=p[..., 0], scale=p[..., 1])
+    return np.full((*out.prices.shape, len(levels)), np.nan)
 
 
 def build_ffn(cfg: PriceModelConfig) -> nn.Module:
@@ -64,7 +109,7 @@ class PriceNetwork(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.feature_head = nn.Linear(cfg.d_model, cfg.d_model)
-        self.price_head = nn.Linear(cfg.d_model, cfg.horizon)
+        self.price_head = nn.Linear(cfg.d_model, cfg.horizon * head_width(cfg.head))
         self.drop = nn.Dropout(cfg.dropout)
         self.apply(_init_weights)
 
@@ -82,8 +127,14 @@ class PriceNetwork(nn.Module):
         h = self.norm(h)
         pooled = h[:, -1] + h.mean(dim=1)  # today's bar plus the window as a whole
         features = torch.tanh(self.feature_head(pooled))
-        prices = self.price_head(self.drop(features))
-        return PriceOutput(prices=prices, features=features, aux_loss=self.cfg.moe_aux_weight * aux)
+        raw = self.price_head(self.drop(features)).unflatten(-1, (self.cfg.horizon, -1))  # (B, H, width)
+        out = PriceOutput(prices=raw[..., 0], features=features, aux_loss=self.cfg.moe_aux_weight * aux)
+        if self.cfg.head == "quantile":
+            out.quantiles = monotone_quantiles(raw, QUANTILES.index(0.5))
+            out.prices = out.quantiles[..., QUANTILES.index(0.5)]
+        elif self.cfg.head == "student_t":
+            out.t_params = t_parameters(raw)
+        return out
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

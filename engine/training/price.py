@@ -1,7 +1,10 @@
 """Stage 1 job: train the price network on pooled instruments and record it in the run history.
 
-Targets are log(close_{e+h} / close_e) divided by their per-horizon std on the TRAIN split only
-(the scale travels in every checkpoint); windows are gathered per batch, never all materialised.
+Targets are the scale-free h-day log returns: with the "vol_scaled" feature set (new runs)
+z = log(close_{e+h} / close_e) / (sigma_e sqrt h) with sigma the causal EWMA volatility at e; with "classic"
+(old runs) log(close_{e+h} / close_e) divided by its per-horizon std on the TRAIN split only (that scale
+travels in every checkpoint). The head (PriceModelConfig.head) learns their quantiles (pinball loss),
+Student-t parameters (NLL) or a point value (TrainConfig.loss). Windows are gathered per batch.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.config import DataConfig, PriceModelConfig, TrainConfig
+from engine.config import FEATURE_SETS, HEADS, QUANTILES, DataConfig, PriceModelConfig, TrainConfig
 from engine.data import (
     BarTable,
     CutDates,
@@ -29,29 +32,38 @@ from engine.data import (
     split_json,
 )
 from engine.events import CancelToken, Event, Finished
-from engine.losses import price_loss
-from engine.models import build_price_model
+from engine.losses import pinball_loss, price_loss, student_t_nll
+from engine.models import PriceOutput, build_price_model, output_quantiles
 from engine.store import RunStore
 from engine.training.recipe import RunRecipe, recorded_recipe
 from engine.training.trainer import RunEntry, TrainStage, fit, to_device
 
 EVAL_BATCH = 256
+COVERAGE_BANDS = {50: (0.25, 0.75), 80: (0.1, 0.9), 90: (0.05, 0.95)}  # central band: its two QUANTILES
+
+
 @dataclass
 class PriceData:
-    """Windows of every instrument, their calendar split, and the train-only target scale."""
+    """Windows of every instrument, their calendar split, and (classic features) the train-only target scale."""
 
     pooled: PooledWindows
     cuts: CutDates  # one set of cut dates for every instrument, recorded with the run
     split: Split  # (set index, end day) pairs
-    target_scale: np.ndarray  # [horizon] std of train targets
+    target_scale: np.ndarray | None  # [horizon] std of train targets; None: vol-scaled targets
     sources: list[str]
     fingerprints: list[str]
+
+    def units(self, items: np.ndarray) -> np.ndarray:
+        """[n, horizon] the log return of one network unit for each (set, end) item."""
+        if self.target_scale is None:
+            return self.pooled.units(items)
+        return np.broadcast_to(self.target_scale, (len(items), len(self.target_scale)))
 
 
 def price_windows(tables: list[BarTable], cfg: DataConfig) -> PooledWindows:
     """The tables cut to cfg's period and windowed, pooled."""
     tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
-    return PooledWindows([build_windows(t, cfg.window, cfg.horizon) for t in tables])
+    return PooledWindows([build_windows(t, cfg.window, cfg.horizon, cfg.feature_set) for t in tables])
 
 
 def price_cut_dates(pooled: PooledWindows, cfg: DataConfig) -> CutDates:
@@ -80,9 +92,10 @@ def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
     if not len(split.val):
         raise ValueError(f"no validation windows between train_end {cuts.train_end} and val_end "
                          f"{cuts.val_end}: move the cut dates or raise val_fraction")
-    scale = np.nanstd(pooled.targets(split.train), axis=0)
-    return PriceData(pooled, cuts, split, np.maximum(scale, 1e-6), list(data),
-                     [t.fingerprint for t in tables])
+    scale = None
+    if cfg.feature_set == "classic":
+        scale = np.maximum(np.nanstd(pooled.targets(split.train), axis=0), 1e-6)
+    return PriceData(pooled, cuts, split, scale, list(data), [t.fingerprint for t in tables])
 
 
 def window_closes(pooled: PooledWindows, items: np.ndarray) -> np.ndarray:
@@ -111,14 +124,37 @@ def price_metrics(pred: np.ndarray, true: np.ndarray, close: np.ndarray) -> dict
     return metrics
 
 
+def interval_metrics(quantiles: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Pinball loss and 50/80/90 % central-band coverage of quantiles [n, horizon, len(QUANTILES)]
+    against true [n, horizon], both in network units; empty for a point head (NaN quantiles)."""
+    if np.isnan(quantiles).all():
+        return {}
+    pinball = pinball_loss(torch.from_numpy(quantiles), torch.from_numpy(true), QUANTILES)
+    metrics = {"pinball": float(pinball)}
+    for pct, (lo, hi) in COVERAGE_BANDS.items():
+        inside = (quantiles[..., QUANTILES.index(lo)] <= true) & (true <= quantiles[..., QUANTILES.index(hi)])
+        metrics[f"coverage_{pct}"] = float(inside.mean())
+    return metrics
+
+
+def head_loss(out: PriceOutput, target: Tensor, head: str, point_kind: str) -> Tensor:
+    """The training loss of each head: pinball on the quantiles, Student-t NLL, or the point loss."""
+    if head == "quantile":
+        return pinball_loss(out.quantiles.float(), target, QUANTILES)
+    if head == "student_t":
+        p = out.t_params.float()
+        return student_t_nll(p[..., 0], p[..., 1], p[..., 2], target)
+    return price_loss(out.prices.float(), target, point_kind)
+
+
 class PriceStage(TrainStage):
     kind = "price"
 
-    def __init__(self, prepared: PriceData, loss_kind: str) -> None:
-        self.data, self.loss_kind = prepared, loss_kind
-        self.scale = prepared.target_scale.astype(np.float32)
+    def __init__(self, prepared: PriceData, loss_kind: str, head: str) -> None:
+        self.data, self.loss_kind, self.head = prepared, loss_kind, head
         val = prepared.split.val
         self.val_targets = prepared.pooled.targets(val)
+        self.val_units = prepared.units(val)
         self.val_close = window_closes(prepared.pooled, val)
 
     def train_size(self) -> int:
@@ -130,31 +166,37 @@ class PriceStage(TrainStage):
 
     def batch(self, positions: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         items = self.data.split.train[positions]
-        y = (self.data.pooled.targets(items) / self.scale).astype(np.float32)
+        y = (self.data.pooled.targets(items) / self.data.units(items)).astype(np.float32)
         return *self.tensors(items, device), to_device(y, device)
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]
              ) -> tuple[Tensor, dict[str, Tensor]]:
         x, mask, y = batch
         out = model(x, mask)
-        main = price_loss(out.prices.float(), y, self.loss_kind)
+        main = head_loss(out, y, self.head, self.loss_kind)
         return main + out.aux_loss, {"price_loss": main.detach(), "aux_loss": out.aux_loss.detach()}
 
-    def predict(self, model: nn.Module, items: np.ndarray, device: torch.device) -> np.ndarray:
-        """Scale-free predictions [n, horizon] in batches."""
-        chunks = [model(*self.tensors(items[i:i + EVAL_BATCH], device)).prices.float().cpu()
-                  for i in range(0, len(items), EVAL_BATCH)]
-        return torch.cat(chunks).numpy().astype(np.float64)
+    def predict(self, model: nn.Module, items: np.ndarray, device: torch.device) -> PriceOutput:
+        """The network's outputs for `items` in batches (network units, on the CPU)."""
+        outs = [model(*self.tensors(items[i:i + EVAL_BATCH], device)) for i in range(0, len(items), EVAL_BATCH)]
+        joined = {name: torch.cat([getattr(o, name).float().cpu() for o in outs])
+                  for name in ("prices", "features", "quantiles", "t_params") if getattr(outs[0], name) is not None}
+        return PriceOutput(aux_loss=torch.zeros(()), **joined)
 
     def evaluate(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
-        pred = self.predict(model, self.data.split.val, device)
-        val_loss = price_loss(torch.from_numpy(pred), torch.from_numpy(self.val_targets / self.scale),
-                              self.loss_kind)
-        return float(val_loss), price_metrics(pred * self.scale, self.val_targets, self.val_close)
+        out = self.predict(model, self.data.split.val, device)
+        true = self.val_targets / self.val_units
+        val_loss = head_loss(out, torch.from_numpy(true).float(), self.head, self.loss_kind)
+        median = out.prices.double().numpy()
+        metrics = price_metrics(median * self.val_units, self.val_targets, self.val_close)
+        return float(val_loss), {**metrics, **interval_metrics(output_quantiles(out), true)}
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {"target_scale": [float(s) for s in self.data.target_scale],
-                "sources": self.data.sources, "fingerprints": self.data.fingerprints}
+        extra: dict[str, Any] = {"sources": self.data.sources, "fingerprints": self.data.fingerprints,
+                                 "quantile_levels": list(QUANTILES)}
+        if self.data.target_scale is not None:
+            extra["target_scale"] = [float(s) for s in self.data.target_scale]
+        return extra
 
 
 def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataConfig,
@@ -177,6 +219,13 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
     if (model_cfg.window, model_cfg.horizon) != (data_cfg.window, data_cfg.horizon):
         raise ValueError(f"model window/horizon {model_cfg.window}/{model_cfg.horizon} differ from "
                          f"the data's {data_cfg.window}/{data_cfg.horizon}")
+    if model_cfg.head not in HEADS:
+        raise ValueError(f"unknown price head {model_cfg.head!r}; choose one of {list(HEADS)}")
+    if data_cfg.feature_set not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {data_cfg.feature_set!r}; choose one of {sorted(FEATURE_SETS)}")
+    if model_cfg.n_features != len(FEATURE_SETS[data_cfg.feature_set]):
+        raise ValueError(f"model n_features {model_cfg.n_features} differs from the {data_cfg.feature_set!r} "
+                         f"feature set's {len(FEATURE_SETS[data_cfg.feature_set])}")
     if resume and recorded_cut_dates(data_cfg) is None:
         raise ValueError(f"run {resume} was recorded before calendar cut dates: resuming it would train "
                          "on another split than it started with; start a new run instead")
@@ -185,14 +234,16 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
     split = split_json(prepared.cuts, prepared.pooled.sets, data_cfg.horizon)
     entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume,
                      facts={"split": split})
-    return (yield from fit(lambda: build_price_model(model_cfg), PriceStage(prepared, recipe.train.loss),
-                           recipe.train, store=store, run=entry, cancel=cancel,
-                           configs=recipe.checkpoint_configs()))
+    stage = PriceStage(prepared, recipe.train.loss, model_cfg.head)
+    return (yield from fit(lambda: build_price_model(model_cfg), stage, recipe.train, store=store, run=entry,
+                           cancel=cancel, configs=recipe.checkpoint_configs()))
 
 
 __all__ = [
     "PriceData",
     "PriceStage",
+    "head_loss",
+    "interval_metrics",
     "prepare_price_data",
     "price_cut_dates",
     "price_metrics",

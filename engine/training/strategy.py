@@ -107,7 +107,7 @@ def inherit_price_data(recipe: RunRecipe, price: LoadedPriceModel) -> RunRecipe:
             raise ValueError(f"{name} {given} differs from the price run {recipe.price_run}'s {ours}: "
                              "stage 2 inherits stage 1's cut dates; leave it out")
     data = replace(recipe.data, window=price.model_cfg.window, horizon=price.model_cfg.horizon,
-                   adjust=price.data_cfg.adjust, **cuts.to_dict())
+                   adjust=price.data_cfg.adjust, feature_set=price.data_cfg.feature_set, **cuts.to_dict())
     return replace(recipe, datasets=list(recipe.datasets or price.sources), data=data)
 
 
@@ -124,8 +124,8 @@ def prepare_strategy_data(price: LoadedPriceModel, data: list[str], cfg: DataCon
         raise ValueError(f"data {', '.join(data)} differ from the price run's "
                          f"({', '.join(price.sources)}): stage 2 trains on the instruments stage 1 "
                          "was cut on; leave the data out to inherit them")
-    sets = [build_windows(replace(t, frame=t.frame.loc[cfg.start:cfg.end]), cfg.window, cfg.horizon)
-            for t in tables]
+    sets = [build_windows(replace(t, frame=t.frame.loc[cfg.start:cfg.end]), cfg.window, cfg.horizon,
+                          price.data_cfg.feature_set) for t in tables]
     cuts = strategy_cut_dates(sets, price_cuts)
     rets, trains, vals, val_days, used = [], [], [], [], []
     offset = 0

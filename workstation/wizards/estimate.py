@@ -11,9 +11,8 @@ import torch
 from engine.config import DataConfig, PriceModelConfig, TrainConfig
 from engine.data.io import BarTable
 from engine.device import select_device
-from engine.losses import price_loss
 from engine.models import build_price_model
-from engine.training.price import price_split
+from engine.training.price import head_loss, price_split
 
 TIMED_STEPS = 3  # after one warm-up step: enough to steady the figure, short enough to wait for
 
@@ -46,12 +45,12 @@ def step_seconds(model_cfg: PriceModelConfig, train: TrainConfig) -> float:
     try:
         model = build_price_model(model_cfg).to(device)
         optimiser = torch.optim.AdamW(model.parameters(), lr=train.lr)
-        x = torch.randn(train.batch_size, model_cfg.window, 11, device=device)  # (B, T, F)
+        x = torch.randn(train.batch_size, model_cfg.window, model_cfg.n_features, device=device)  # (B, T, F)
         y = torch.randn(train.batch_size, model_cfg.horizon, device=device)
 
         def step() -> None:
             for _ in range(train.grad_accum):
-                price_loss(model(x).prices, y, train.loss).backward()
+                head_loss(model(x), y, model_cfg.head, train.loss).backward()
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
 

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import (
+    HEADS,
     PRECISIONS,
     PRESETS,
     DataConfig,
@@ -385,7 +386,10 @@ class ModelPage(QWizardPage):
                                 "decoupled RoPE); MHA: standard multi-head attention")
         self.ffn = combo(["swiglu", "geglu", "moe"], "Feed-forward: SwiGLU, GeGLU, or a mixture of "
                           "SwiGLU experts with a load-balancing loss")
-        self.loss = combo(["huber", "mse", "mae"], "Price loss: Huber is robust to the occasional crash day")
+        self.head = combo(list(HEADS), "What the price network predicts per horizon: quantile = 7 quantiles "
+                          "(5 %..95 %) of the vol-scaled return, trained with the pinball loss; student_t = a "
+                          "Student-t distribution of it (likelihood); point = one value (the loss below)")
+        self.loss = combo(["huber", "mse", "mae"], "Point-head loss: Huber is robust to the occasional crash day")
         self.cell = combo(["gru", "lstm"], "Recurrent cell of the strategy network")
         self.state_dim = spin(8, 1024, 64, "Hidden state size of the strategy network", step=8)
         self.error = error_label()
@@ -397,7 +401,7 @@ class ModelPage(QWizardPage):
         for label, widget in (("Preset", self.preset), ("d_model", self.d_model), ("Layers", self.n_layers),
                               ("Heads", self.n_heads), ("KV latent rank", self.kv_lora_rank),
                               ("Dropout", self.dropout), ("Attention", self.attention),
-                              ("Feed-forward", self.ffn), ("Loss", self.loss)):
+                              ("Feed-forward", self.ffn), ("Output", self.head), ("Point loss", self.loss)):
             form.addRow(label, widget)
         self.price_box = QGroupBox("Price network")
         self.price_box.setLayout(form)
@@ -409,6 +413,7 @@ class ModelPage(QWizardPage):
         column.addWidget(self.error)
         layout.addLayout(column, 1)
         self.preset.currentTextChanged.connect(self.apply_preset)
+        self.head.currentTextChanged.connect(self._on_head)
 
     def initializePage(self) -> None:
         stage = self.wizard().stage_page.stage()
@@ -418,10 +423,15 @@ class ModelPage(QWizardPage):
             widget.setEnabled(stage != "strategy" or widget is self.dropout)
         self.price_box.setTitle("Price network (fixed: the chosen price run's)" if stage == "strategy"
                                 else "Price network")
+        self._on_head()
+
+    def _on_head(self) -> None:
+        """The point loss matters only to the point head."""
+        self.loss.setEnabled(self.head.isEnabled() and self.head.currentText() == "point")
 
     def price_fields(self) -> list[QWidget]:
         return [self.preset, self.d_model, self.n_layers, self.n_heads, self.kv_lora_rank, self.dropout,
-                self.attention, self.ffn, self.loss]
+                self.attention, self.ffn, self.head, self.loss]
 
     def apply_preset(self, name: str) -> None:
         cfg = PRESETS[name]
@@ -439,7 +449,7 @@ class ModelPage(QWizardPage):
         return override(base, d_model=d_model, n_layers=self.n_layers.value(), n_heads=self.n_heads.value(),
                         kv_lora_rank=self.kv_lora_rank.value(), dropout=self.dropout.value(),
                         attention=self.attention.currentText(), ffn=self.ffn.currentText(),
-                        ffn_hidden=ffn_hidden)
+                        ffn_hidden=ffn_hidden, head=self.head.currentText())
 
     def strategy_config(self) -> StrategyModelConfig:
         return StrategyModelConfig(cell=self.cell.currentText(), state_dim=self.state_dim.value(),
@@ -568,7 +578,9 @@ class ReviewPage(QWizardPage):
                 ("Split", f"validation {request.data.val_fraction:.0%}, test {request.data.test_fraction:.0%}"),
                 ("Stage", STAGES[request.stage] + (f" ({request.price_run})" if request.stage == "strategy" else "")),
                 ("Price network", f"{cfg.attention.upper()}, {cfg.ffn}, d_model {cfg.d_model}, {cfg.n_layers} "
-                                  f"layer(s), {cfg.n_heads} head(s), KV rank {cfg.kv_lora_rank}, loss {train.loss}"),
+                                  f"layer(s), {cfg.n_heads} head(s), KV rank {cfg.kv_lora_rank}, "
+                                  + (f"point output, loss {train.loss}" if cfg.head == "point"
+                                     else f"{cfg.head.replace('_', '-')} output")),
                 ("Parameters", f"{params:,} (price network)"),
                 ("Memory (rough)", f"{memory:.2f} GB at batch {train.batch_size}, {train.precision}"),
                 ("Compute", f"{train.device}, {train.precision}, " + (
@@ -632,7 +644,7 @@ class TrainWizard(QWizard):
         m, c, d = self.model_page, self.compute_page, self.data_page
         names = {"preset": m.preset, "d_model": m.d_model, "n_layers": m.n_layers, "n_heads": m.n_heads,
                  "kv_lora_rank": m.kv_lora_rank, "dropout": m.dropout, "attention": m.attention, "ffn": m.ffn,
-                 "loss": m.loss, "cell": m.cell, "state_dim": m.state_dim, "device": c.device,
+                 "head": m.head, "loss": m.loss, "cell": m.cell, "state_dim": m.state_dim, "device": c.device,
                  "precision": c.precision, "batch_size": c.batch_size, "grad_accum": c.grad_accum,
                  "epochs": c.epochs, "max_steps": c.max_steps, "patience": c.patience, "lr": c.lr,
                  "seed": c.seed, "threads": c.threads, "processes": c.processes, "val_fraction": d.val_fraction,

@@ -49,7 +49,8 @@ def sse():
     return build_windows(load_bars("sse"))
 
 
-def test_inputs_shape_dtype_and_window_relative_prices(sse):
+def test_classic_inputs_shape_dtype_and_window_relative_prices():
+    sse = build_windows(load_bars("sse"), feature_set="classic")
     x = sse.inputs(sse.ends)
     assert x.shape == (8455 - 179, 180, 11) and x.dtype == np.float32
     assert np.all(x[:, -1, 3] == 0)  # the last close of each window is the reference
@@ -61,13 +62,41 @@ def test_inputs_shape_dtype_and_window_relative_prices(sse):
     np.testing.assert_allclose(x[e - 179, :, 4], change, rtol=1e-5)
 
 
+def ewma_by_definition(close: np.ndarray, t: int, lam: float = 0.94) -> float:
+    """sigma_t from its definition: the lam^i-weighted mean of the squared log returns up to day t."""
+    r = np.diff(np.log(close[:t + 1]))[::-1]  # r_t, r_{t-1}, ..., r_1
+    w = lam ** np.arange(len(r))
+    return float(np.sqrt((w * r**2).sum() / w.sum()))
+
+
+def test_vol_scaled_inputs_are_in_units_of_the_causal_ewma_volatility(sse):
+    x = sse.inputs(sse.ends)
+    assert x.shape == (8455 - 179, 180, len(FEATURE_NAMES)) and x.dtype == np.float32
+    assert np.all(x[:, -1, 3] == 0)  # the last close of each window is the reference
+    e = 5000
+    sigma_e = ewma_by_definition(sse.close, e)
+    assert sse.sigma[e] == pytest.approx(sigma_e, rel=1e-9)
+    frame = load_bars("sse").frame.iloc[e - 179:e + 1]
+    expected = np.log(frame[["open", "high", "low", "close"]].to_numpy() / frame["close"].iloc[-1]) / sigma_e
+    np.testing.assert_allclose(x[e - 179, :, :4], expected, rtol=1e-5, atol=1e-5)
+    sigma_prev = np.array([ewma_by_definition(sse.close, t) for t in range(e - 180, e)])
+    change = np.log(sse.close[e - 179:e + 1] / sse.close[e - 180:e]) / sigma_prev
+    np.testing.assert_allclose(x[e - 179, :, 4], np.clip(change, -10, 10), rtol=1e-5)
+    day_sin, day_cos = FEATURE_NAMES.index("day_sin"), FEATURE_NAMES.index("day_cos")
+    np.testing.assert_allclose(x[..., day_sin] ** 2 + x[..., day_cos] ** 2, 1.0, rtol=1e-5)
+    z = sse.scaled_targets(np.array([e]))[0]
+    np.testing.assert_allclose(sse.close[e] * np.exp(z * sigma_e * np.sqrt(np.arange(1, 8))),
+                               sse.close[e + 1:e + 8], rtol=1e-9)
+
+
 def test_missing_features_are_zero_and_masked(sse):
     turnover, trades = FEATURE_NAMES.index("turnover"), FEATURE_NAMES.index("trades")
-    assert sse.mask.tolist() == [1] * 8 + [0, 0, 1]
+    assert sse.mask.tolist() == [1] * 8 + [0, 0] + [1] * (len(FEATURE_NAMES) - 10)
     assert not sse.inputs(sse.ends[-50:])[..., [turnover, trades]].any()
     spx = load_bars("spx")
     assert feature_mask(spx)[FEATURE_NAMES.index("amount")] == 1  # derived, flagged in bars.derived
     assert np.isfinite(daily_features(spx.frame)).all()
+    assert feature_mask(load_bars("sse"), "classic").tolist() == [1] * 8 + [0, 0, 1]
 
 
 def test_targets_invert_to_the_next_closes(sse):
@@ -82,9 +111,10 @@ def test_targets_invert_to_the_next_closes(sse):
 
 def test_daily_features_are_causal_on_real_data():
     frame = load_bars("spdb").frame
-    full = daily_features(frame)
-    for t in (0, 59, 60, 3000):
-        np.testing.assert_array_equal(daily_features(frame.iloc[:t + 1]), full[:t + 1])
+    for feature_set in ("vol_scaled", "classic"):
+        full = daily_features(frame, feature_set)
+        for t in (0, 1, 59, 60, 3000):
+            np.testing.assert_array_equal(daily_features(frame.iloc[:t + 1], feature_set), full[:t + 1])
 
 
 @settings(max_examples=40, deadline=None)

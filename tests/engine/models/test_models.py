@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import PRESETS, PriceModelConfig, override
+from engine.config import N_FEATURES, PRESETS, PriceModelConfig, override
 from engine.data import build_windows, load_bars
 from engine.models import MLA, MoE, Rotary, apply_rotary, build_price_model, meta_price_model
 from engine.models.mla import rotary_dim
@@ -97,7 +97,7 @@ def test_moe_sends_each_token_to_exactly_two_experts_and_balance_loss_trains_the
 
 
 def test_moe_model_reports_weighted_aux_loss_and_dense_model_reports_zero():
-    x = torch.randn(2, 24, 11)
+    x = torch.randn(2, 24, N_FEATURES)
     assert build_price_model(small_cfg()).forward(x).aux_loss.item() == 0.0
     out = build_price_model(small_cfg(ffn="moe", n_experts=4)).forward(x)
     assert out.aux_loss.item() > 0 and out.aux_loss.requires_grad
@@ -138,7 +138,7 @@ def test_presets_are_overridable_and_unknown_names_rejected():
 @pytest.mark.parametrize("changes", [{"attention": "mha"}, {"ffn": "geglu"}, {"ffn": "moe", "n_experts": 4}])
 def test_variants_share_the_interface(changes):
     model = build_price_model(small_cfg(**changes))
-    out = model(torch.randn(2, 24, 11), torch.ones(2, 11))
+    out = model(torch.randn(2, 24, N_FEATURES), torch.ones(2, N_FEATURES))
     assert out.prices.shape == (2, 7) and out.features.shape == (2, 32)
     out.prices.sum().backward()
 
@@ -147,8 +147,8 @@ def test_missing_feature_mask_changes_the_input_embedding():
     torch.manual_seed(0)
     model = build_price_model(small_cfg())
     torch.nn.init.normal_(model.missing_embed)
-    x = torch.randn(2, 24, 11)
-    mask = torch.ones(2, 11)
+    x = torch.randn(2, 24, N_FEATURES)
+    mask = torch.ones(2, N_FEATURES)
     mask[:, 8:10] = 0
     assert not torch.allclose(model(x, mask).prices, model(x).prices)
 
@@ -168,7 +168,7 @@ def test_optimizer_groups_cover_every_parameter_once_and_spare_norms_biases_embe
 def test_mla_runs_under_bf16_autocast_on_cpu():
     model = build_price_model(small_cfg())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(torch.randn(2, 24, 11), torch.ones(2, 11))
+        out = model(torch.randn(2, 24, N_FEATURES), torch.ones(2, N_FEATURES))
     assert out.prices.dtype == torch.bfloat16 and torch.isfinite(out.prices.float()).all()
     out.prices.float().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

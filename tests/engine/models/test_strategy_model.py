@@ -69,7 +69,7 @@ def test_strategy_loss_falls_on_real_sse_sequences():
     regimes = torch.as_tensor(hindsight_labels(returns.numpy()))
     assert set(regimes.tolist()) == {0, 1, 2}
     torch.manual_seed(0)
-    net = StrategyNetwork(StrategyModelConfig(feature_dim=11, state_dim=16, dropout=0.0))
+    net = StrategyNetwork(StrategyModelConfig(feature_dim=ws.daily.shape[1], state_dim=16, dropout=0.0))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     cfg = StrategyLossConfig()
     losses = []

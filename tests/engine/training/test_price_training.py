@@ -64,13 +64,35 @@ def test_run_appears_with_series_checkpoint_and_eval_metrics(trained):
     assert {"price_loss", "aux_loss"} <= set(next(e for e in events if isinstance(e, StepEvent)).extras)
 
 
-def test_target_scale_comes_from_the_train_split_only(trained):
+def test_targets_are_vol_scaled_and_a_classic_run_scales_by_its_train_split_only(trained):
     _store, events = trained
     prepared = prepare_price_data(["spx"], DATA)
-    train_targets = prepared.pooled.targets(prepared.split.train)
-    saved = load_checkpoint(events[-1].best_checkpoint)["extra"]["target_scale"]
-    np.testing.assert_allclose(saved, train_targets.std(axis=0), rtol=1e-9)
+    assert prepared.target_scale is None
+    assert "target_scale" not in load_checkpoint(events[-1].best_checkpoint)["extra"]
+    items = prepared.split.train[:50]
+    np.testing.assert_allclose(prepared.pooled.targets(items) / prepared.units(items),
+                               prepared.pooled.scaled_targets(items), rtol=1e-12)
     assert prepared.split.val[:, 1].min() - prepared.split.train[:, 1].max() > DATA.horizon
+    classic = prepare_price_data(["spx"], replace(DATA, feature_set="classic"))
+    train_targets = classic.pooled.targets(classic.split.train)
+    np.testing.assert_allclose(classic.target_scale, train_targets.std(axis=0), rtol=1e-9)
+
+
+def test_a_checkpoint_recorded_before_heads_and_feature_sets_loads_as_classic_point(tmp_path):
+    """Old runs recorded neither `head` nor `feature_set`: they load as what they were trained as."""
+    store = RunStore(tmp_path / "runs.db")
+    old = override(TINY, head="point", n_features=11)
+    done = list(train_price(["spx"], model_cfg=old, data_cfg=replace(DATA, feature_set="classic"),
+                            train_cfg=replace(TRAIN, max_steps=2), store=store, runs_dir=tmp_path))[-1]
+    ckpt = load_checkpoint(done.best_checkpoint)
+    del ckpt["configs"]["model"]["head"], ckpt["configs"]["data"]["feature_set"]
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, model_state=ckpt["model"], configs=ckpt["configs"], extra=ckpt["extra"])
+    loaded, fresh = load_price_model(path), load_price_model(done.best_checkpoint)
+    assert (loaded.model_cfg.head, loaded.data_cfg.feature_set) == ("point", "classic")
+    assert loaded.target_scale.shape == (7,)
+    result = forecast(loaded, load_bars("spx"))
+    assert result.prices == forecast(fresh, load_bars("spx")).prices and result.quantiles == {}
 
 
 def test_the_run_records_one_set_of_cut_dates_and_its_split(trained):
@@ -233,7 +255,8 @@ def test_forecast_latest_bar_and_a_past_date(trained):
 def test_forecast_by_checkpoint_path_and_wrong_shape(trained, tmp_path):
     _, events = trained
     loaded = load_price_model(events[-1].best_checkpoint)
-    assert loaded.model_cfg.d_model == 32 and loaded.target_scale.shape == (7,)
+    assert loaded.model_cfg.d_model == 32 and loaded.target_scale is None  # vol-scaled: no train scale
+    assert (loaded.model_cfg.head, loaded.data_cfg.feature_set) == ("quantile", "vol_scaled")
     ckpt = load_checkpoint(events[-1].best_checkpoint)
     ckpt["configs"]["model"]["d_model"] = 64
     other = tmp_path / "other.pt"
