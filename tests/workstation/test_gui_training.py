@@ -177,3 +177,23 @@ def test_watchdog_explains_a_diverging_run(window, qtbot):
     runner.finished.emit(Finished(run_id="r1", status="failed", error="NonFiniteError: non-finite loss at step 1"))
     assert "non-finite loss" in panel.banner.text()
     assert panel.stop_lines and len(panel.train_curve.getData()[0]) == 1
+
+
+def test_wizard_head_selector_reaches_the_request_and_the_point_loss_only_applies_to_the_point_head(window, qtbot):
+    wizard = fill_train_wizard(window, max_steps=3)
+    assert wizard.request().price_model.head == "quantile"  # the default for new runs
+    wizard.back()
+    wizard.back()
+    model = wizard.model_page
+    assert not model.loss.isEnabled()
+    model.head.setCurrentText("point")
+    assert model.loss.isEnabled()
+    model.head.setCurrentText("student_t")
+    assert not model.loss.isEnabled()
+    wizard.resize(1000, 640)
+    wizard.grab().save(str(Path(__file__).parents[2] / "docs" / "screenshots" / "train_wizard_head.png"))
+    wizard.next()
+    wizard.next()
+    assert wizard.request().price_model.head == "student_t"
+    assert "student-t output" in wizard.review_page.summary.text()
+    wizard.reject()
