@@ -14,6 +14,7 @@ FLOORS = {  # a package's floor holds every module inside it
     "engine.config": 1, "engine.atomic": 1, "engine.events": 1, "engine.checkpoint": 1,
     "engine.store": 1, "engine.regime": 1, "engine.device": 1, "engine.data": 1,
     "engine.models": 2, "engine.losses": 2,
+    "engine.portfolio": 3,
     "engine.forecast": 3, "engine.policy": 3, "engine.backtest": 3, "engine.evaluation": 3, "engine.explain": 3,
     "engine.baselines": 3,
     "engine.training": 4,
