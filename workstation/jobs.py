@@ -98,6 +98,7 @@ class JobRunner(QObject):
         self._run_total = 0  # optimiser steps of the running training run
         self._phase: object = None  # "steps", or (message, total) of a Progress phase: each its own ETA
         self._clock: tuple[float, int] | None = None  # (time, count) of the phase's first event
+        self._clocks: dict[object, tuple[float, int] | None] = {}  # of phases left, to come back to
         self._last_emit = 0.0
 
     def is_running(self) -> bool:
@@ -108,6 +109,7 @@ class JobRunner(QObject):
         if self.is_running():
             raise RuntimeError(f"a job is already running: {self.name}")
         self.name, self._final, self._total, self._clock, self._phase = name, None, 0, None, None
+        self._clocks = {}
         self._token = CancelToken()
         self._thread = QThread()
         self._thread.setObjectName(f"job:{name}")
@@ -133,12 +135,14 @@ class JobRunner(QObject):
     def _on_event(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self._run_total = event.total_steps
+            self._clocks.pop("steps", None)  # a new run (e.g. the strategy after the price network)
+            self._phase = None
             self._enter("steps", event.total_steps)
             self.started.emit(event)
         elif isinstance(event, StepEvent):
             self._enter("steps", self._run_total)
+            self.stepped.emit(event)  # first, as for Progress: the panel leaves the preparation phase
             self._track(event.step)
-            self.stepped.emit(event)
         elif isinstance(event, EvalEvent):
             self.evaluated.emit(event)
         elif isinstance(event, CheckpointEvent):
@@ -149,10 +153,13 @@ class JobRunner(QObject):
             self._track(event.done)
 
     def _enter(self, phase: object, total: int) -> None:
-        """A new phase (encoding one instrument, then the optimiser steps) restarts the ETA clock:
-        one phase's rate says nothing about the next's."""
+        """Each phase (encoding one instrument, the optimiser steps, a validation pass) has its own
+        ETA clock: one phase's rate says nothing about the next's. The steps' clock resumes after a
+        validation pass, so their rate includes the passes still to come."""
         if phase != self._phase:
-            self._phase, self._total, self._clock = phase, total, None
+            self._clocks[self._phase] = self._clock
+            resumed = self._clocks.get(phase) if phase == "steps" else None  # counts restart otherwise
+            self._phase, self._total, self._clock = phase, total, resumed
 
     @Slot(object)
     def _on_returned(self, result: Any) -> None:

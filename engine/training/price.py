@@ -31,7 +31,7 @@ from engine.data import (
     recorded_cut_dates,
     split_json,
 )
-from engine.events import CancelToken, Event, Finished
+from engine.events import CancelToken, Event, Finished, Progress
 from engine.losses import pinball_loss, price_loss, student_t_nll
 from engine.models import PriceOutput, build_price_model, output_quantiles
 from engine.store import RunStore
@@ -176,15 +176,20 @@ class PriceStage(TrainStage):
         main = head_loss(out, y, self.head, self.loss_kind)
         return main + out.aux_loss, {"price_loss": main.detach(), "aux_loss": out.aux_loss.detach()}
 
-    def predict(self, model: nn.Module, items: np.ndarray, device: torch.device) -> PriceOutput:
-        """The network's outputs for `items` in batches (network units, on the CPU)."""
-        outs = [model(*self.tensors(items[i:i + EVAL_BATCH], device)) for i in range(0, len(items), EVAL_BATCH)]
+    def predict(self, model: nn.Module, items: np.ndarray, device: torch.device,
+                ) -> Generator[Progress, None, PriceOutput]:
+        """The network's outputs for `items` in batches (network units, on the CPU); Progress per batch."""
+        outs = []
+        for i in range(0, len(items), EVAL_BATCH):
+            outs.append(model(*self.tensors(items[i:i + EVAL_BATCH], device)))
+            yield Progress(min(i + EVAL_BATCH, len(items)), len(items), "Validating")
         joined = {name: torch.cat([getattr(o, name).float().cpu() for o in outs])
                   for name in ("prices", "features", "quantiles", "t_params") if getattr(outs[0], name) is not None}
         return PriceOutput(aux_loss=torch.zeros(()), **joined)
 
-    def evaluate(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
-        out = self.predict(model, self.data.split.val, device)
+    def evaluate(self, model: nn.Module, device: torch.device,
+                 ) -> Generator[Progress, None, tuple[float, dict[str, float]]]:
+        out = yield from self.predict(model, self.data.split.val, device)
         true = self.val_targets / self.val_units
         val_loss = head_loss(out, torch.from_numpy(true).float(), self.head, self.loss_kind)
         median = out.prices.double().numpy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import logging
 import math
 import random
@@ -41,6 +42,7 @@ from engine.events import (
     Progress,
     RunStarted,
     StepEvent,
+    run_to_end,
 )
 from engine.store import RunStore, RunStoreError
 from engine.training import distributed
@@ -71,7 +73,8 @@ class TrainStage(Protocol):
         ...
 
     def evaluate(self, model: nn.Module, device: torch.device) -> tuple[float, dict[str, float]]:
-        """Validation loss (early stopping and "best" use it) and metrics; runs under no_grad."""
+        """Validation loss (early stopping and "best" use it) and metrics; runs under no_grad. A long
+        one may be a generator of Progress (per batch) that returns them."""
         ...
 
     def prepare(self, cancel: CancelToken) -> Iterator[Progress]:
@@ -374,8 +377,11 @@ class _Loop:
         self.check_finite()
         self.model.eval()
         with torch.no_grad(), self.autocast():
-            # rank 0 evaluates the whole validation set; every rank gets the same verdict
-            val_loss, metrics = distributed.on_main(self.stage.evaluate, self.model, self.device)
+            if self.world.distributed:  # rank 0 evaluates the whole validation set; every rank gets the verdict
+                val_loss, metrics = distributed.on_main(lambda m, d: _result(self.stage.evaluate(m, d)),
+                                                        self.model, self.device)
+            else:  # a stage's evaluate may be a job step: its Progress reaches the screen
+                val_loss, metrics = yield from _events_then_result(self.stage.evaluate(self.model, self.device))
         self.model.train()
         if not math.isfinite(val_loss):
             raise NonFiniteError(f"non-finite validation loss at step {self.step}")
@@ -458,6 +464,17 @@ class _Loop:
                         best_checkpoint=self.checkpoint_path(True),
                         last_checkpoint=self.checkpoint_path(False), error=error, step=self.step,
                         early_stopped=status == "finished" and self.early_stop)
+
+
+def _events_then_result(evaluated: Any) -> Generator[Event, None, Any]:
+    """A stage's evaluate returns its result, or is a generator of Progress that returns it."""
+    if inspect.isgenerator(evaluated):
+        return (yield from evaluated)
+    return evaluated
+
+
+def _result(evaluated: Any) -> Any:
+    return run_to_end(evaluated) if inspect.isgenerator(evaluated) else evaluated
 
 
 @dataclass

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
@@ -43,7 +44,9 @@ from workstation.theme import Palette
 
 FUTURE_BARS = HORIZON  # the chart leaves room for the forecast after the last bar
 VISIBLE_BARS = 160
-COLUMNS = ["h", "Date", "Predicted", "Change", "Actual", "Error"]
+COLUMNS = ["h", "Date", "Predicted", "Change", "Actual", "Error", "Naive error"]
+NAIVE_TIP = ("The naive forecast \"tomorrow = today\": the close of the forecast day for every horizon. "
+             "A model worth using beats its error.")
 
 
 class ForecastPanel(QWidget):
@@ -73,15 +76,27 @@ class ForecastPanel(QWidget):
         self.latest_button.setToolTip("Forget the picked day: the table shows the forecast from the latest bar")
         self.status = QLabel("Click a day on the chart to see what the model predicted from it.")
         self.status.setProperty("role", "muted")
+        fixed_lines(self.status, 1)
         self.chart = PriceChart(palette)
         self._build_items()
         self.table = QTableWidget(HORIZON, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        # A date is always ten digits wide: a fixed column that never elides and never moves on a pick.
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(1, self.table.fontMetrics().horizontalAdvance("0000-00-00") + 16)
+        self.table.horizontalHeaderItem(len(COLUMNS) - 1).setToolTip(NAIVE_TIP)
+        # Room for every header and a 5-digit price in the stretched columns: nothing is cut short.
+        widest = max(header.fontMetrics().horizontalAdvance(COLUMNS[-1]),
+                     self.table.fontMetrics().horizontalAdvance("99,999.99")) + 16
+        self.table.setMinimumWidth(widest * (len(COLUMNS) - 2) + header.sectionSize(1)
+                                   + header.fontMetrics().horizontalAdvance("h") + 32)
         self.table_title = QLabel()
+        fixed_lines(self.table_title, 2)  # the title's length changes on a pick; its height must not
         self.evaluation = EvaluationView(store, with_button=True)
         self._layout()
         self.model.currentIndexChanged.connect(self._on_model)
@@ -286,16 +301,19 @@ class ForecastPanel(QWidget):
         dates = [f"{ws.dates[d]:%Y-%m-%d}" if k else fc.dates[h] for h, (d, k) in enumerate(zip(days, known))]
         predicted = np.asarray(fc.prices)
         self.errors = (predicted - actual) / actual
+        self.naive_errors = (ws.close[index] - actual) / actual  # "tomorrow = today" for every horizon
         if known.any():
             self.actual_curve.setData(np.r_[index, days[known]].astype(float),
                                       np.r_[ws.close[index], actual[known]])
         where = "picked day" if self.picked is not None else "latest bar"
         mae = np.nanmean(np.abs(self.errors)) if known.any() else np.nan
+        naive = np.nanmean(np.abs(self.naive_errors)) if known.any() else np.nan
         self.table_title.setText(f"<b>Forecast from {fc.asof}</b> ({where}, close {ws.close[index]:,.2f})"
-                                 + (f" · mean abs error {mae:.2%}" if np.isfinite(mae) else ""))
+                                 + (f" · mean abs error {mae:.2%}, naive {naive:.2%}" if np.isfinite(mae) else ""))
         for h in range(len(predicted)):
             cells = [str(h + 1), dates[h], f"{predicted[h]:,.2f}", f"{predicted[h] / ws.close[index] - 1:+.2%}",
-                     f"{actual[h]:,.2f}" if known[h] else "—", f"{self.errors[h]:+.2%}" if known[h] else "—"]
+                     f"{actual[h]:,.2f}" if known[h] else "—", f"{self.errors[h]:+.2%}" if known[h] else "—",
+                     f"{self.naive_errors[h]:+.2%}" if known[h] else "—"]
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment((Qt.AlignmentFlag.AlignRight if c > 1 else Qt.AlignmentFlag.AlignLeft)
@@ -312,3 +330,11 @@ class ForecastPanel(QWidget):
     def set_palette(self, palette: Palette) -> None:
         self.palette_ = palette
         self.chart.set_palette(palette)
+
+
+def fixed_lines(label: QLabel, lines: int) -> None:
+    """A label whose text changes (on every pick) without moving anything: wrapped, `lines` high,
+    and no say in the panel's width."""
+    label.setWordWrap(True)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    label.setFixedHeight(label.fontMetrics().lineSpacing() * lines + 4)
