@@ -154,6 +154,7 @@ class BacktestConfig:
     risk_free: float = 0.0  # annual
     sma_fast: int = 20
     sma_slow: int = 60
+    risk_aversion: float = 2.0  # the analytic baseline's lambda in clip(median / (lambda sigma^2), 0, 1)
 
 
 def _preset(**overrides: Any) -> PriceModelConfig:

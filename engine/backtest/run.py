@@ -56,7 +56,7 @@ FORECAST_GAIN = 5.0  # follow_forecast: position 5 + gain * (predicted 1-day log
 VOL_DAYS = 20  # trailing days of the follow_forecast volatility
 NO_OPENS = "the data have no opens: decisions fill at the close"
 VOL_TARGET = 0.10  # vol_target: annualised volatility aimed at, position 10 min(1, target / EWMA vol)
-RISK_AVERSION = 2.0  # analytic: lambda in clip(median / (lambda sigma^2), 0, 1)
+RISK_AVERSION = BacktestConfig.risk_aversion  # analytic: the default lambda in clip(median / (lambda sigma^2), 0, 1)
 NO_TRADE_STEPS = 2  # analytic: trade only when the target is this many steps from the held position
 NO_DISTRIBUTION = "the model forecasts no 1-day median and sigma"
 
@@ -346,7 +346,7 @@ def _baseline_positions(close: pd.Series, days: pd.DatetimeIndex, cfg: BacktestC
     if predicted is not None:
         paths["follow_forecast"] = forecast_positions(close, predicted).reindex(days).to_numpy()
     if distribution is not None:  # the band starts in cash on the first backtest day
-        paths["analytic"] = analytic_positions(distribution.reindex(days)).to_numpy()
+        paths["analytic"] = analytic_positions(distribution.reindex(days), cfg.risk_aversion).to_numpy()
     return paths
 
 
@@ -361,7 +361,8 @@ def stitch_blocks(
     """One backtest over stitched out-of-sample pieces (start, end, positions), in date order.
 
     Each piece contributes its positions within [start, end]; pieces must neither overlap nor
-    leave trading days between them uncovered. market: run_backtest's opens and instrument.
+    leave trading days between them uncovered. market: run_backtest's opens, instrument and
+    distribution.
     """
     parts = [p.loc[pd.Timestamp(s): pd.Timestamp(e)].dropna() for s, e, p in pieces]
     stitched = pd.concat([p for p in parts if len(p)])

@@ -40,6 +40,11 @@ from engine.store import RunStore
 PRED_COLUMNS = [f"pred_{h}" for h in range(1, HORIZON + 1)]
 BAND_LEVELS = {"q10": 0.1, "q90": 0.9}  # the quantile prices a backtest frame (and the signals CSV) carries
 BAND_COLUMNS = [f"{name}_{h}" for name in BAND_LEVELS for h in range(1, HORIZON + 1)]
+# The analytic baseline's 1-day distribution: the median log return and a normal-equivalent sigma
+# from the model's own 80 % band, (q90 - q10) / (2 z_0.9). The band's width rather than the EWMA
+# sigma, so the baseline trades the model's view of risk as well as of return; NaN for a point head.
+DIST_COLUMNS = ["median", "sigma"]
+Z90 = 1.2815515655446004  # the standard normal's 90 % quantile
 
 
 @dataclass
@@ -161,14 +166,17 @@ def load_backtest_frame(record: dict) -> pd.DataFrame:
 def positions_for(src: Source, ws: WindowSet, days: np.ndarray, cancel: CancelToken | None = None,
                   ) -> Generator[Progress, None, tuple[pd.Series, pd.DataFrame]]:
     """What `src` decides on decision days of one instrument: positions 0..10 and the 7
-    predicted closes (PRED_COLUMNS, the median) then their 10 % and 90 % quantiles (BAND_COLUMNS,
-    NaN for a point head), both indexed by date. A job step: Progress per batch of windows encoded,
-    InterruptedError once `cancel` is set."""
+    predicted closes (PRED_COLUMNS, the median) then their 10 % and 90 % quantiles (BAND_COLUMNS)
+    and the 1-day distribution (DIST_COLUMNS; both NaN for a point head), indexed by date. A job
+    step: Progress per batch of windows encoded, InterruptedError once `cancel` is set."""
     dates = ws.dates[days]
     forecasts = yield from quantile_progress(src.price, ws, days, cancel, f"Forecasting {ws.instrument}")
-    bands = [forecasts.quantile_prices[..., forecasts.levels.index(level)] for level in BAND_LEVELS.values()]
-    predicted = pd.DataFrame(np.concatenate([forecasts.prices, *bands], axis=1), index=dates,
-                             columns=PRED_COLUMNS + BAND_COLUMNS)
+    lo, hi = (forecasts.levels.index(level) for level in BAND_LEVELS.values())
+    bands = [forecasts.quantile_prices[..., i] for i in (lo, hi)]
+    day1 = forecasts.quantile_returns[:, 0]
+    sigma = (day1[:, hi] - day1[:, lo]) / (2 * Z90)
+    predicted = pd.DataFrame(np.concatenate([forecasts.prices, *bands, forecasts.returns[:, :1], sigma[:, None]],
+                                            axis=1), index=dates, columns=PRED_COLUMNS + BAND_COLUMNS + DIST_COLUMNS)
     if src.strategy is not None:
         positions = yield from strategy_positions_progress(src.strategy, ws, days, cancel=cancel)
         return pd.Series(positions, index=dates), predicted
@@ -197,7 +205,13 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
     yield Progress(len(days), len(days), "Accounting, baselines and the Sharpe bootstrap")
     close = pd.Series(ws.close, index=ws.dates)
     return with_bands(run_backtest(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
-                                   instrument=bars.instrument), predicted)
+                                   instrument=bars.instrument, distribution=distribution_of(predicted)), predicted)
+
+
+def distribution_of(predicted: pd.DataFrame) -> pd.DataFrame | None:
+    """positions_for's 1-day median and sigma for the analytic baseline; None for a point head."""
+    dist = predicted[DIST_COLUMNS]
+    return dist if np.isfinite(dist["sigma"].to_numpy()).any() else None
 
 
 def with_bands(result: BacktestResult, predicted: pd.DataFrame) -> BacktestResult:
@@ -274,12 +288,14 @@ def export_backtest_signals(store: RunStore, backtest_id: str, path: str | Path)
 
 __all__ = [
     "BAND_COLUMNS",
+    "DIST_COLUMNS",
     "PRED_COLUMNS",
     "BacktestRecord",
     "Source",
     "Training",
     "backtest_job",
     "default_period",
+    "distribution_of",
     "export_backtest_signals",
     "held_out_start",
     "load_backtest_frame",

@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from engine.baselines import baseline_quantiles
 from engine.data import BarTable, WindowSet
 from engine.device import select_device
 from engine.evaluation import BAND_LEVELS, evaluate_forecasts
 from engine.events import CancelToken, Event, Progress
-from engine.forecast import LoadedPriceModel, encode_windows, load_bars_as_trained, model_windows
+from engine.forecast import LoadedPriceModel, forecast_quantiles, load_bars_as_trained, model_windows
 from engine.jobs.backtest import Source, Training, held_out_start, load_source
 from engine.store import RunStore
 from engine.training.recipe import recorded_recipe
@@ -113,11 +112,15 @@ def evaluation_days(ws: WindowSet, boundary: pd.Timestamp | None, start: str | N
     return ends[keep]
 
 
-def predicted_returns(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray) -> np.ndarray:
-    """[n, H] predicted h-day log returns: the network's scaled outputs times the run's target scale."""
-    with torch.inference_mode():
-        _, scaled = encode_windows(loaded, ws, ends)
-    return scaled * loaded.target_scale
+def predicted_returns(loaded: LoadedPriceModel, ws: WindowSet,
+                      ends: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """([n, H] predicted h-day log returns (the median; a point head's point), [n, H, Q] their
+    quantiles at QUANTILES, None for a point head, which has none)."""
+    result = forecast_quantiles(loaded, ws, ends)
+    if result.levels != BAND_LEVELS:  # the model's and the baselines' quantiles are scored level by level
+        raise ValueError(f"model quantile levels {result.levels} differ from {BAND_LEVELS}")
+    quantiles = result.quantile_returns
+    return result.returns, (quantiles if np.isfinite(quantiles).any() else None)
 
 
 def _unique_name(name: str, dataset: str, taken: dict[str, Any]) -> str:
@@ -162,18 +165,21 @@ def evaluate_job(model_ref: str, data: list[str] | None = None, *, store: RunSto
     total, done = sum(len(days) for _, _, days, _ in work), 0
     scored: list[Scored] = []
     for dataset, ws, days, in_sample in work:
-        chunks = []
+        chunks, q_chunks = [], []
         for i in range(0, len(days), EVAL_BATCH):
             if cancel is not None and cancel.cancelled:
                 return EvaluationReport("cancelled", src.run_id, src.price.sha256, datasets)
-            chunks.append(predicted_returns(loaded, ws, days[i:i + EVAL_BATCH]))
-            done += len(chunks[-1])
+            pred, quantiles = predicted_returns(loaded, ws, days[i:i + EVAL_BATCH])
+            chunks.append(pred)
+            q_chunks.append(quantiles)
+            done += len(pred)
             yield Progress(done, total, f"forecasting {ws.instrument}")
         name = _unique_name(ws.instrument, dataset, {s.name: s for s in scored})
         yield Progress(done, total, f"volatility baselines of {ws.instrument}")
         references = baseline_quantiles(ws.close, ws.dates, days, BAND_LEVELS, ws.horizon)
+        model_q = None if any(q is None for q in q_chunks) else np.concatenate(q_chunks)
         scored.append(Scored(name, dataset, ws.dates[days], np.concatenate(chunks), ws.targets(days),
-                             bool(in_sample), references))
+                             bool(in_sample), references, model_q))
     figures = evaluate_forecasts({s.name: (s.pred, s.realised) for s in scored}, _panel(scored),
                                  min_names=CROSS_SECTION_MIN, quantiles={s.name: s.quantiles for s in scored},
                                  references={s.name: s.references for s in scored}, levels=BAND_LEVELS)

@@ -21,7 +21,14 @@ from engine.config import BacktestConfig
 from engine.data import WindowSet, load_bars, walk_forward_folds
 from engine.events import CancelToken, Event, Progress
 from engine.forecast import load_price_model, model_windows
-from engine.jobs.backtest import BacktestRecord, load_source, positions_for, record_backtest, with_bands
+from engine.jobs.backtest import (
+    BacktestRecord,
+    distribution_of,
+    load_source,
+    positions_for,
+    record_backtest,
+    with_bands,
+)
 from engine.policy import load_strategy_model
 from engine.store import RunStore
 from engine.training.price import run_price
@@ -90,7 +97,8 @@ def walk_forward_job(model_ref: str, data: str, *, folds: int, cfg: BacktestConf
     close = pd.Series(ws.close, index=ws.dates)
     predicted = pd.concat(predicted)
     result = with_bands(stitch_blocks(close, pieces, cfg, predicted=predicted, opens=bars.frame["open"],
-                                      instrument=bars.instrument), predicted)
+                                      instrument=bars.instrument, distribution=distribution_of(predicted)),
+                        predicted)
     done = record_backtest(store, src, model_ref, data, bars, cfg, result, walk_forward=fold_runs,
                            in_sample=False)  # every block traded out of its fold's sample
     yield Progress(len(blocks), len(blocks), "done")

@@ -130,6 +130,9 @@ def test_risk_free_rate_is_entered_as_an_annual_percent(trained_window, price_ru
     wizard.costs_page.risk_free.setValue(2.5)
     assert wizard.costs_page.risk_free.text().endswith("%")
     assert wizard.request().cfg.risk_free == pytest.approx(0.025)
+    assert wizard.costs_page.risk_aversion.value() == BacktestConfig().risk_aversion
+    wizard.costs_page.risk_aversion.setValue(4.5)  # the analytic baseline's lambda
+    assert wizard.request().cfg.risk_aversion == pytest.approx(4.5)
     wizard.reject()
 
 

@@ -258,11 +258,15 @@ class CostsPage(QWizardPage):
         self.risk_free = dspin(0.0, 20.0, defaults.risk_free * 100, "Annual risk-free rate, in percent, "
                                 "subtracted in Sharpe and Sortino", decimals=2, step=0.25)
         self.risk_free.setSuffix(" %")
+        self.risk_aversion = dspin(0.1, 50.0, defaults.risk_aversion, "The analytic baseline's risk aversion "
+                                    "lambda: it holds clip(median / (lambda sigma^2), 0, 1) of the model's 1-day "
+                                    "forecast (larger: smaller positions)", decimals=1, step=0.5)
         form = QFormLayout(self)
         for label, widget in (("Fill", self.fill), ("Cost (bps)", self.cost_bps),
                               ("Slippage (bps)", self.slippage_bps), ("Stamp duty (bps)", self.stamp_duty_bps),
                               ("", self.ashare), ("Price limit", self.limit_pct),
-                              ("Risk-free rate (annual)", self.risk_free)):
+                              ("Risk-free rate (annual)", self.risk_free),
+                              ("Analytic risk aversion", self.risk_aversion)):
             form.addRow(label, widget)
         self.ashare.toggled.connect(self.limit_pct.setEnabled)
 
@@ -315,14 +319,15 @@ class BacktestWizard(QWizard):
         cfg = BacktestConfig(fill=c.fill.currentText(), cost_bps=c.cost_bps.value(),
                              slippage_bps=c.slippage_bps.value(), stamp_duty_bps=c.stamp_duty_bps.value(),
                              ashare_rules=c.ashare.isChecked(), limit_pct=None if by_code else limit,
-                             risk_free=c.risk_free.value() / 100, start=start, end=end)
+                             risk_free=c.risk_free.value() / 100, risk_aversion=c.risk_aversion.value(),
+                             start=start, end=end)
         p = self.period_page
         return BacktestRequest(self.source_page.run_id(), p.data(), cfg, p.folds.value(), p.fraction.value())
 
     def _fields(self) -> dict:
         c = self.costs_page
         return {"fill": c.fill, "cost_bps": c.cost_bps, "slippage_bps": c.slippage_bps,
-                "stamp_duty_bps": c.stamp_duty_bps, "risk_free_pct": c.risk_free,
+                "stamp_duty_bps": c.stamp_duty_bps, "risk_free_pct": c.risk_free, "risk_aversion": c.risk_aversion,
                 "fraction": self.period_page.fraction}  # folds start off: each one is a training run
 
     def _restore(self) -> None:

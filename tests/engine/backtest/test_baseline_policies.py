@@ -61,11 +61,12 @@ def test_backtest_carries_both_baselines_on_the_same_tape_and_costs():
     opens = close.shift(1).fillna(close.iloc[0]) * 1.001
     positions = pd.Series(5, index=close.index[100:])
     dist = pd.DataFrame({"median": np.sin(np.arange(200) / 9) * 0.001, "sigma": 0.012}, index=close.index[100:])
-    cfg = BacktestConfig(cost_bps=10)
+    cfg = BacktestConfig(cost_bps=10, risk_aversion=5.0)  # the analytic policy reads its lambda from the config
     result = run_backtest(close, positions, cfg, opens=opens, distribution=dist)
     assert {"vol_target", "analytic"} <= set(result.baselines) and "baseline_notes" not in result.metrics
+    assert not np.array_equal(analytic_positions(dist, 5.0), analytic_positions(dist))
     for name, path in (("vol_target", vol_target_positions(close).loc[positions.index]),
-                       ("analytic", analytic_positions(dist))):
+                       ("analytic", analytic_positions(dist, 5.0))):
         alone = run_backtest(close, path, cfg, opens=opens)  # the baseline's path as a strategy
         np.testing.assert_allclose(result.frame[f"{name}_equity"], alone.frame["strategy_equity"], rtol=1e-12)
         assert result.baselines[name]["sharpe"] == pytest.approx(alone.metrics["sharpe"])

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 
 from engine import cli
+from engine.config import QUANTILES
 from engine.data import build_windows, chronological_split
 from engine.data.splits import days_after
 from engine.evaluation import horizon_scores
 from engine.events import CancelToken, Progress, run_to_end
-from engine.forecast import forecast_many, load_bars_as_trained, load_price_model, model_windows
+from engine.forecast import forecast_many, forecast_quantiles, load_bars_as_trained, load_price_model, model_windows
 from engine.jobs.evaluate import evaluate_job, evaluation_days, out_of_sample_start
 from engine.store import RunStore
 
@@ -69,7 +70,9 @@ def test_json_has_one_row_per_horizon_per_instrument_on_the_trained_dataset_by_d
     assert [row["h"] for row in spx["horizons"]] == list(range(1, 8))
     for row in spx["horizons"]:
         assert set(row) >= ROW_KEYS
-        assert row["pinball_skill"] is None and row["coverage"] is None  # a point forecaster's
+        assert set(row["pinball_skill"]) == {"climatology", "ewma", "garch"}  # the default quantile head's
+        assert set(row["coverage"]) == {"0.5", "0.8", "0.9"}
+        assert row["coverage"]["0.5"] <= row["coverage"]["0.8"] <= row["coverage"]["0.9"] <= 1
         assert row["days"] > 100
         assert 0.5 < row["mae_ratio"] < 2 and -1 <= row["ic"] <= 1 and 0 <= row["up_rate"] <= 1
     assert report["cross_section"] is None  # one instrument has no cross-section
@@ -77,7 +80,7 @@ def test_json_has_one_row_per_horizon_per_instrument_on_the_trained_dataset_by_d
 
 def test_the_volatility_baselines_are_scored_on_the_same_days(report):
     spx = report["instruments"]["S&P 500 index"]
-    assert spx["pit"] is None
+    assert len(spx["pit"]["fraction"]) == 7 and all(sum(row) == pytest.approx(1) for row in spx["pit"]["fraction"])
     assert set(spx["baselines"]) == {"climatology", "ewma", "garch"}
     for name in ("ewma", "garch"):
         rows = spx["baselines"][name]["horizons"]
@@ -130,6 +133,25 @@ def test_job_matches_a_hand_recomputation_from_forecast_many(trained, report):
         for key in ("mae_ratio", "ic", "rank_ic", "hit_rate", "up_rate"):
             assert mine[key] == pytest.approx(hand[key], rel=1e-9, abs=1e-12), key
     assert got == report["instruments"]["S&P 500 index"]["horizons"]
+    q = forecast_quantiles(loaded, ws, ends)
+    lo, hi = QUANTILES.index(0.1), QUANTILES.index(0.9)
+    realised = ws.targets(ends)
+    ok = np.isfinite(realised)
+    inside = (realised >= q.quantile_returns[..., lo]) & (realised <= q.quantile_returns[..., hi])
+    for h, row in enumerate(got):
+        assert row["coverage"]["0.8"] == pytest.approx(inside[ok[:, h], h].mean(), abs=1e-12)
+
+
+def test_a_point_head_has_no_distribution_figures(tmp_path):
+    db = tmp_path / "runs.db"
+    code, out = call(db, "--json", "train-price", "--data", "spx", "--start", "2015-01-01", "--preset", "tiny",
+                     *TINY, "--head", "point", "--max-steps", "2", "--batch-size", "16", "--seed", "5")
+    assert code == 0, out
+    code, out = call(db, "--json", "evaluate", "--run", json.loads(out)["run_id"])
+    assert code == 0, out
+    spx = json.loads(out)["instruments"]["S&P 500 index"]
+    assert spx["pit"] is None and set(spx["baselines"]) == {"climatology", "ewma", "garch"}
+    assert all(row["pinball_skill"] is None and row["coverage"] is None for row in spx["horizons"])
 
 
 def test_explicit_start_before_the_test_period_is_flagged_in_sample(trained):
@@ -167,8 +189,9 @@ def test_text_output_is_a_readable_table(trained):
     code, out = call(db, "evaluate", "--run", run["run_id"])
     assert code == 0
     assert "S&P 500 index (spx)" in out and "MAE ratio" in out and "out of sample" in out
-    assert "baselines: pinball skill vs climatology" in out
-    assert len([line for line in out.splitlines() if line.strip()[:1].isdigit()]) == 14  # model, baselines
+    assert "model: pinball skill vs climatology" in out and "baselines: pinball skill vs climatology" in out
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 21  # 7 horizons each: model, its distribution, baselines
 
 
 @pytest.mark.parametrize("argv, names", [

@@ -11,10 +11,15 @@ import sqlite3
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from engine import cli
+from engine.backtest import run_backtest
+from engine.backtest.run import analytic_positions
+from engine.config import QUANTILES, BacktestConfig
+from engine.forecast import forecast_quantiles, load_bars_as_trained, load_price_model, model_windows
 from engine.jobs.backtest import load_backtest_frame
 from engine.store import RunStore
 
@@ -112,7 +117,8 @@ def test_price_and_strategy_runs_print_their_calendar_split(pipeline, capsys):
 
 def test_backtest_defaults_to_held_out_period_and_reports_baselines(pipeline):
     bt = pipeline["backtest"]
-    assert set(bt["baselines"]) == {"buy_and_hold", "constant_5", "sma_crossover", "follow_forecast"}
+    assert set(bt["baselines"]) == {"buy_and_hold", "constant_5", "sma_crossover", "follow_forecast", "vol_target",
+                                    "analytic"}  # analytic: the price network has quantiles
     for key in ("total_return", "cagr", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
                 "information_ratio", "win_rate", "turnover", "exposure"):
         assert key in bt["metrics"]
@@ -125,6 +131,23 @@ def test_backtest_defaults_to_held_out_period_and_reports_baselines(pipeline):
     low, high = bt["metrics"]["sharpe_ci"]
     assert low < bt["metrics"]["sharpe"] < high and 0 <= bt["metrics"]["probabilistic_sharpe"] <= 1
     assert {"delay_1_sharpe", "delay_1_total_return", "probabilistic_sharpe_vs_buy_and_hold"} <= set(bt["metrics"])
+
+
+def test_the_analytic_baseline_trades_the_models_one_day_median_and_band_sigma(pipeline):
+    store = RunStore(pipeline["db"])
+    record = store.get_backtest(pipeline["backtest"]["backtest_id"])
+    frame = load_backtest_frame(record)
+    loaded = load_price_model(pipeline["price"]["run_id"], store)
+    bars = load_bars_as_trained(loaded, "spx")
+    ws = model_windows(loaded, bars)
+    q = forecast_quantiles(loaded, ws, ws.dates.get_indexer(frame.index))
+    lo, hi = QUANTILES.index(0.1), QUANTILES.index(0.9)
+    sigma = (q.quantile_returns[:, 0, hi] - q.quantile_returns[:, 0, lo]) / (2 * 1.2815515655446004)
+    dist = pd.DataFrame({"median": q.returns[:, 0], "sigma": sigma}, index=frame.index)
+    cfg = BacktestConfig(**{k: record["config"][k] for k in ("cost_bps", "start", "end", "risk_aversion")})
+    alone = run_backtest(pd.Series(ws.close, index=ws.dates), analytic_positions(dist, cfg.risk_aversion), cfg,
+                         opens=bars.frame["open"], instrument=bars.instrument)
+    np.testing.assert_allclose(frame["analytic_equity"], alone.frame["strategy_equity"], rtol=1e-9)
 
 
 def test_an_explicit_start_before_the_test_start_is_marked_in_sample(pipeline, capsys):
