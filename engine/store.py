@@ -121,8 +121,27 @@ def _v1(db: sqlite_utils.Database) -> None:
     }, pk="export_id")
 
 
+LEDGER_TABLES = ("ledger_days", "live_marks")
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    """The paper ledger and the live marks: append-only, refused at the database level."""
+    db["ledger_days"].create({
+        "ledger": str, "date": str, "run_id": str, "dataset": str, "instrument": str,
+        "open": float, "close": float, "fill_price": float, "target": int, "side": str,
+        "traded_quantity": float, "fee": float, "blocked": str, "quantity": float, "cash": float,
+        "equity": float, "daily_return": float, "signal": int, "checkpoint_sha256": str, "config": str,
+        "created": str,
+    }, pk=("ledger", "date"))
+    db["live_marks"].create({"run_id": str, "dataset": str, "live": int, "at": str})
+    for table in LEDGER_TABLES:
+        for event in ("UPDATE", "DELETE"):
+            db.execute(f"CREATE TRIGGER {table}_no_{event.lower()} BEFORE {event} ON {table} "
+                       "BEGIN SELECT RAISE(ABORT, 'append-only'); END")
+
+
 # Append-only: MIGRATIONS[i] upgrades schema version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -432,6 +451,34 @@ class RunStore:
         return list(self.db.query(
             "SELECT * FROM exports WHERE backtest_id = ? ORDER BY created", [backtest_id]))
 
+    # paper ledger and live marks (append-only: the triggers of _v2 refuse edits) ---------------
+    @_write
+    def append_ledger(self, rows: list[dict[str, Any]]) -> None:
+        """Append ledger days in one transaction; a day already recorded is refused (IntegrityError)."""
+        with self._tx() as db:
+            db["ledger_days"].insert_all([{**r, "created": _now()} for r in rows])
+
+    def ledger_days(self, ledger: str) -> list[dict]:
+        return list(self.db.query("SELECT * FROM ledger_days WHERE ledger = ? ORDER BY date", [ledger]))
+
+    def ledgers(self) -> list[dict]:
+        """One row per ledger: its run, dataset, days and last date."""
+        return list(self.db.query(
+            "SELECT ledger, run_id, dataset, instrument, COUNT(*) AS days, MAX(date) AS last "
+            "FROM ledger_days GROUP BY ledger ORDER BY MAX(created) DESC"))
+
+    @_write
+    def mark_live(self, run_id: str, dataset: str, live: bool = True) -> None:
+        """Mark (or unmark) a run live on a dataset: an event, never an edit."""
+        with self._tx() as db:
+            db["live_marks"].insert({"run_id": run_id, "dataset": dataset, "live": int(live), "at": _now()})
+
+    def live_models(self) -> list[dict]:
+        """(run_id, dataset, at) pairs whose latest mark is live."""
+        return list(self.db.query(
+            "SELECT run_id, dataset, at FROM live_marks m WHERE rowid = (SELECT MAX(rowid) FROM live_marks "
+            "WHERE run_id = m.run_id AND dataset = m.dataset) AND live = 1 ORDER BY at"))
+
     # deletion ----------------------------------------------------------------------------------
     @_write
     def delete_run(self, run_id: str, delete_files: bool = True) -> None:
@@ -458,4 +505,5 @@ class RunStore:
                 db.execute(f"DELETE FROM {table} WHERE backtest_id = ?", [backtest_id])
 
 
-__all__ = ["SCHEMA_VERSION", "STATUSES", "RunStore", "RunStoreError", "default_db_path", "package_versions"]
+__all__ = ["LEDGER_TABLES", "SCHEMA_VERSION", "STATUSES", "RunStore", "RunStoreError", "default_db_path",
+           "package_versions"]

@@ -300,6 +300,8 @@ class PriceChart(pg.GraphicsLayoutWidget):
         link_x([self.price_plot, self.volume_plot])
         self.candles = CandleItem()
         self.price_plot.addItem(self.candles)
+        self.close_line = pg.PlotDataItem(connect="finite")  # close-only data (a wide table) has no candles
+        self.price_plot.addItem(self.close_line)
         self._volume_items: list[pg.BarGraphItem] = []
         self.crosshair = Crosshair([self.price_plot, self.volume_plot], palette.muted)
         self.crosshair.moved.connect(self._show_readout)
@@ -336,17 +338,27 @@ class PriceChart(pg.GraphicsLayoutWidget):
         f, (up, down) = self.frame, self.colours()
         o, h, lo, c = (f[k].to_numpy(float) for k in ("open", "high", "low", "close"))
         scale = _log10 if self.log_y else np.asarray
-        self.candles.set_data(*(scale(a) for a in (o, h, lo, c)), up, down)
+        if self.has_candles():
+            self.candles.set_data(*(scale(a) for a in (o, h, lo, c)), up, down)
+            self.close_line.setData([], [])
+        else:
+            none = np.empty(0)
+            self.candles.set_data(none, none, none, none, up, down)
+            self.close_line.setData(np.arange(len(c), dtype=float), scale(c), pen=pg.mkPen(self._palette.text))
         for item in self._volume_items:
             self.volume_plot.removeItem(item)
         volume = f["volume"].to_numpy(float) if "volume" in f else np.full(len(f), np.nan)
         x = np.arange(len(f), dtype=float)
-        rising = c >= o
+        rising = c >= np.where(np.isnan(o), np.r_[np.nan, c[:-1]], o)  # no open: up means above yesterday
         self._volume_items = [pg.BarGraphItem(x=x[m], height=np.nan_to_num(volume[m]), width=0.7,
                                               brush=colour, pen=pg.mkPen(None))
                               for m, colour in ((rising, up), (~rising, down))]
         for item in self._volume_items:
             self.volume_plot.addItem(item)
+
+    def has_candles(self) -> bool:
+        """Whether the bars have an open, high and low anywhere; a close-only table draws a close line."""
+        return all(k in self.frame and self.frame[k].notna().any() for k in ("open", "high", "low"))
 
     def set_log_y(self, on: bool) -> None:
         """Prices on a logarithmic axis: a decade of a long index reads as clearly as its first year.
@@ -381,7 +393,8 @@ class PriceChart(pg.GraphicsLayoutWidget):
         if a >= b:
             return
         view = self.frame.iloc[a:b]
-        low, high = np.nanmin(view["low"].to_numpy()), np.nanmax(view["high"].to_numpy())
+        close = view["close"]
+        low, high = view["low"].fillna(close).min(), view["high"].fillna(close).max()  # NaN when none
         if self.log_y:
             low, high = _log10(low), _log10(high)
         if np.isfinite(low) and np.isfinite(high):
@@ -399,7 +412,7 @@ class PriceChart(pg.GraphicsLayoutWidget):
         up, down = self.colours()
         colour = up if change >= 0 else down
         parts = [f"<b>{getattr(self, 'title', '')}</b>", self.frame.index[index].strftime("%Y-%m-%d %a")]
-        parts += [f"{k[0].upper()} {bar[k]:,.2f}" for k in ("open", "high", "low", "close")]
+        parts += [f"{k[0].upper()} {bar[k]:,.2f}" for k in ("open", "high", "low", "close") if np.isfinite(bar[k])]
         if np.isfinite(change):
             parts.append(f"<span style='color:{colour}'>{change:+.2%}</span>")
         if "volume" in bar and np.isfinite(bar["volume"]):

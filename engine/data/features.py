@@ -20,6 +20,11 @@ SIGMA_FLOOR = 1e-3  # 0.1 % a day: a long suspension must not shrink the unit to
 Z_CLIP = 10.0  # vol-scaled inputs beyond 10 sigma (a first day, a reopening) are clipped
 _LEVELS = ("volume", "amount", "turnover", "trades")  # features 6..9
 _PERCENT = {"turnover": 100.0}  # a fraction (0.0123) is read in percent so log1p acts as a log
+# The bar columns each derived feature reads (a bar column reads itself): it is missing when any is.
+_DEPENDS: dict[str, tuple[str, ...]] = {
+    "change": ("close",), "amplitude": ("high", "low", "close"), "vol_ratio": ("close",),
+    "day_sin": (), "day_cos": (), "time": (),
+}
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:
@@ -85,9 +90,6 @@ def _relative_level(values: pd.Series) -> np.ndarray:
 def feature_mask(bars: BarTable, feature_set: str = FEATURE_SET) -> np.ndarray:
     """[n] float32: 1 where the feature comes from the file or an honest derivation, 0 where the file
     lacks it everywhere (its value is then 0 and the network adds a learned "missing" embedding)."""
-    names = FEATURE_SETS[feature_set]
-    mask = np.ones(len(names), dtype=np.float32)
-    for name in bars.missing:
-        if name in names:
-            mask[names.index(name)] = 0.0
-    return mask
+    missing = set(bars.missing)
+    return np.array([0.0 if missing & set(_DEPENDS.get(name, (name,))) else 1.0
+                     for name in FEATURE_SETS[feature_set]], dtype=np.float32)

@@ -48,6 +48,7 @@ class WindowSet:
         self.sigma = ewma_volatility(self.close)
         daily32 = self.daily.astype(np.float32)
         daily32[:, :4] = self.daily[:, :4] - self._log_close[:, None]
+        daily32 *= self.mask.astype(np.float32)  # a masked column reads 0 (not 0 - log close) in every window
         self._blocks32 = sliding_window_view(daily32, (self.window, daily32.shape[1]))[:, 0]
         self._close_blocks = sliding_window_view(self._log_close, self.window)
         self._returns = np.r_[self.close[1:] / self.close[:-1] - 1.0, np.nan]
@@ -64,7 +65,7 @@ class WindowSet:
             raise IndexError(f"window ends must lie in [{self.window - 1}, {len(self) - 1}]")
         x = self._blocks32[starts]  # fancy indexing copies: [n, window, 11]
         path = self._close_blocks[starts] - self._log_close[ends, None]  # log(close_t / close_e)
-        x[..., :4] += path.astype(np.float32)[..., None]
+        x[..., :4] += path.astype(np.float32)[..., None] * self.mask[:4].astype(np.float32)
         if self.feature_set != "classic":
             x[..., :4] /= self.sigma[ends, None, None].astype(np.float32)
         return x

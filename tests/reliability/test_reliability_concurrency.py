@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from engine.store import RunStore
+from engine.store import SCHEMA_VERSION, RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 HAMMER_S = 10.0
@@ -127,7 +127,7 @@ def test_two_windows_opening_a_new_history_at_once(tmp_path):
     assert not errors and len(stores) == 4
     ids = [_run(s) for s in stores]
     assert {r["run_id"] for r in stores[0].list_runs()} == set(ids)
-    assert {s.schema_version() for s in stores} == {1}
+    assert {s.schema_version() for s in stores} == {SCHEMA_VERSION}
 
 
 def test_opening_a_second_window_does_not_interrupt_the_first_windows_run(tmp_path):

@@ -83,3 +83,27 @@ def test_bundled_universe_lists_twelve_and_shows_coverage(qtbot, panel, tmp_path
     panel.tree.expandItem(group)
     panel.tree.setCurrentItem(group)
     panel.grab().save(str(tmp_path / "universe.png"))
+
+
+def test_a_close_only_member_draws_a_close_line_without_warnings(qtbot):
+    import warnings
+
+    from workstation.charts import PriceChart
+
+    chart = PriceChart(palette("light"))
+    qtbot.addWidget(chart)
+    chart.resize(800, 400)
+    chart.show()
+    member = load_bars("us12:JPM")  # close only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's All-NaN slice warnings were raised here
+        chart.set_bars(member.frame, "us12:JPM", member.market)
+        chart.set_log_y(True)
+        chart.grab()
+    x, y = chart.close_line.getData()
+    assert not chart.has_candles() and len(x) == len(member.frame)
+    assert np.allclose(y, np.log10(member.frame["close"].to_numpy()))
+    lo, hi = chart.price_plot.vb.viewRange()[1]
+    assert lo < y[-1] < hi  # the view is fitted to the closes in view
+    chart.set_bars(load_bars("spdb").frame, "spdb", "cn")
+    assert chart.has_candles() and len(chart.close_line.getData()[0] or []) == 0

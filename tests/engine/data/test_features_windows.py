@@ -213,3 +213,27 @@ def test_pooled_windows_gather_per_instrument():
         np.testing.assert_array_equal(split.test[split.test[:, 0] == k, 1], own.test)
     with pytest.raises(ValueError, match="differ"):
         PooledWindows([a, build_windows(as_bars(random_frame(60, 2)), W + 1, H)])
+
+
+def test_close_only_windows_read_zero_in_masked_columns_and_mask_what_needs_high_low():
+    member = load_bars("us12:AAPL")  # a wide close table: open, high, low, volume missing
+    ws = build_windows(member)
+    mask = dict(zip(FEATURE_NAMES, ws.mask))
+    assert mask["amplitude"] == 0 and mask["open"] == mask["high"] == mask["low"] == 0
+    assert mask["close"] == mask["change"] == mask["vol_ratio"] == 1
+    x = ws.inputs(ws.ends[-40:])
+    masked = np.flatnonzero(ws.mask == 0)
+    assert not x[..., masked].any()  # was -log(close_e) / sigma_e in the OHLC columns
+    close = x[..., FEATURE_NAMES.index("close")]
+    assert np.all(close[:, -1] == 0) and close.std() > 0.5  # the close path is still there
+
+
+def test_amplitude_is_masked_when_only_high_or_low_is_missing():
+    frame = random_frame(400, 3)
+    bars = as_bars(frame.assign(low=np.nan))
+    bars.present.remove("low")
+    bars.missing.append("low")
+    mask = dict(zip(FEATURE_NAMES, feature_mask(bars)))
+    assert mask["amplitude"] == 0 and mask["low"] == 0 and mask["high"] == 1 and mask["change"] == 1
+    classic = feature_mask(bars, "classic")
+    assert classic[FEATURE_NAMES.index("amplitude")] == 0
