@@ -29,6 +29,8 @@ FEATURE_NAMES = FEATURE_SETS[FEATURE_SET]
 # student_t: (mu, sigma, nu) of it (negative log-likelihood); point: one value per horizon (TrainConfig.loss).
 HEADS = ("quantile", "student_t", "point")
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+STRATEGY_INPUTS = ("distribution", "features")  # StrategyModelConfig.inputs
+STRATEGY_LOSSES = ("utility", "excess")  # StrategyLossConfig.kind
 
 
 @dataclass
@@ -83,23 +85,40 @@ class PriceModelConfig:
 
 @dataclass
 class StrategyModelConfig:
-    """Shape of the strategy network (recurrent cell + position head)."""
+    """Shape of the strategy network (recurrent cell + position head) and what it reads."""
 
-    feature_dim: int = 256  # width of the cached price-network features (+ extras)
+    feature_dim: int = 256  # width of the per-day inputs (set from the data when a run starts)
     state_dim: int = 64
     cell: str = "gru"  # "gru" | "lstm"
     head: str = "gumbel"  # "gumbel" | "straight_through" | "concrete"
-    hard: bool = False  # Gumbel straight-through (one-hot forward, soft backward)
+    hard: bool = True  # Gumbel straight-through (one-hot forward, soft backward)
     tau_start: float = 2.0
     tau_floor: float = 0.3
-    tau_decay: float = 0.97  # per epoch: tau = max(floor, start * decay**epoch)
+    tau_anneal: float = 0.7  # fraction of the optimiser steps at which tau decays exponentially to tau_floor
     dropout: float = 0.1
+    # one of STRATEGY_INPUTS: "distribution" reads per horizon the predicted median, spreads and tails in
+    # log-return units plus sigma (a quantile-head price run); "features" the price network's d_model vector
+    inputs: str = "distribution"
+    regime_input: bool = True  # append the one-hot causal regime (engine.regime.causal_labels) to the inputs
+    warm_start: bool = True  # a walk starts from the position the network picks the day before, not flat
+
+    LEGACY: ClassVar[dict[str, Any]] = {"inputs": "features", "regime_input": False, "warm_start": False}
 
 
 @dataclass
 class StrategyLossConfig:
-    """Weights of the strategy objective (see engine.losses.strategy_loss)."""
+    """The strategy objective (engine.losses: utility_loss, strategy_loss): kind "utility" is mean-variance utility
+    per day, w r - risk_aversion / 2 w^2 sigma^2 - cost |dw|; kind "excess" the log growth over a regime
+    benchmark with the risk and opportunity weights below."""
 
+    kind: str = "utility"  # one of STRATEGY_LOSSES
+    # lambda of the utility on daily returns: the unconstrained optimum is w* = mu / (lambda sigma^2), so 3 holds
+    # a market of Sharpe 0.5 at 16 % annual volatility (mu/sigma^2 = 3.1) fully and halves it at 23 %
+    risk_aversion: float = 3.0
+    # lambda multipliers by the causal regime of the day (1: the regime does not change the risk aversion)
+    bull_risk_scale: float = 1.0
+    bear_risk_scale: float = 1.0
+    sideways_risk_scale: float = 1.0
     return_weight: float = 1.0
     risk_weight: float = 0.1
     opportunity_weight: float = 0.05
@@ -110,6 +129,8 @@ class StrategyLossConfig:
     cost_bps: float = 10.0  # per unit of turnover (position 0 -> 10 = 1 unit)
     bear_position: float = 2.0  # conservative benchmark position in bear regimes
     momentum_lookback: int = 5
+
+    LEGACY: ClassVar[dict[str, Any]] = {"kind": "excess"}
 
 
 @dataclass
@@ -211,6 +232,8 @@ __all__ = [
     "PRESETS",
     "QUANTILES",
     "SEQ_LEN",
+    "STRATEGY_INPUTS",
+    "STRATEGY_LOSSES",
     "WINDOW",
     "BacktestConfig",
     "DataConfig",

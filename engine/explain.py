@@ -28,7 +28,15 @@ from engine.data import WindowSet
 from engine.events import CancelToken, Progress, run_to_end
 from engine.forecast import LoadedPriceModel, load_bars_as_trained, load_price_model, model_windows
 from engine.models.mla import attention_readout
-from engine.policy import LoadedStrategy, day_features, load_strategy_model, model_kind
+from engine.policy import (
+    LoadedStrategy,
+    day_features,
+    load_strategy_model,
+    model_kind,
+    previous_positions,
+    standardised_inputs,
+    strategy_input_names,
+)
 from engine.regime import DEFAULT_THRESHOLDS, REGIME_NAMES, VOTERS, causal_periods, vote, voters
 from engine.store import RunStore
 
@@ -230,18 +238,26 @@ def _price_attribution(price: LoadedPriceModel, ws: WindowSet, day: int, horizon
 def _strategy_attribution(strategy: LoadedStrategy, ws: WindowSet, day: int) -> tuple[int, Attribution]:
     seq = strategy.data_cfg.seq_len
     days = day - np.arange(seq - 1, -1, -1)
-    raw = day_features(strategy.price, ws, None, "", days)[days]
-    x = torch.from_numpy(((raw - strategy.feature_mean) / strategy.feature_std).astype(np.float32))
-    x = x.to(strategy.price.device)
+    before = days - seq  # a warm-starting network walks on from the position it picked the day before
+    read = np.concatenate([before[before >= 0], days]) if strategy.model_cfg.warm_start else days
+    inputs = standardised_inputs(strategy, day_features(strategy.price, ws, None, "", read,
+                                                        strategy.model_cfg.inputs), ws)
+    x = torch.from_numpy(inputs[days]).to(strategy.price.device)
+    initial = None
+    if strategy.model_cfg.warm_start:
+        usable = torch.tensor([bool(before[0] >= 0 and np.isfinite(inputs[before.clip(0)]).all())],
+                              device=x.device)
+        initial = previous_positions(strategy.model, torch.from_numpy(inputs[before.clip(0)][None]).to(x.device),
+                                     usable)
     with torch.no_grad():
-        walk = strategy.model(x[None], deterministic=True).logits[0].argmax(dim=-1)  # (S,)
+        walk = strategy.model(x[None], deterministic=True, initial=initial).logits[0].argmax(dim=-1)  # (S,)
     chosen = int(walk[-1])
     held = walk.to(x.dtype)[None]
-    horizon = strategy.price.model_cfg.horizon
-    names = ([f"price feature {i + 1}" for i in range(raw.shape[1] - horizon)]
-             + [f"forecast h{h + 1}" for h in range(horizon)])
+    names = strategy_input_names(strategy.model_cfg, strategy.price.model_cfg.horizon)
     values, out, base, nodes, gap = integrated_gradients(
-        lambda z: strategy.model(z, deterministic=True, held=held.expand(len(z), -1)).logits[:, -1, chosen],
+        lambda z: strategy.model(z, deterministic=True, held=held.expand(len(z), -1),
+                                 initial=None if initial is None else initial.expand(len(z))
+                                 ).logits[:, -1, chosen],
         x, torch.zeros_like(x))
     return chosen, Attribution(
         f"the logit of position {chosen}", "logit (the walk's earlier positions held as chosen)", names,

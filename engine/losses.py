@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from engine.config import StrategyLossConfig
-from engine.regime import BEAR, BULL
+from engine.regime import BEAR, BULL, SIDEWAYS
 
 MAX_POSITION = 10.0
 STD_EPS = 1e-8  # keeps std differentiable at 0 and bounds the information ratio (std floor 1e-4/day)
@@ -44,14 +44,43 @@ def student_t_nll(loc: Tensor, scale: Tensor, df: Tensor, target: Tensor) -> Ten
     return -log_prob.mean()
 
 
-def net_returns(positions: Tensor, returns: Tensor, cost_bps: float) -> tuple[Tensor, Tensor]:
+def net_returns(positions: Tensor, returns: Tensor, cost_bps: float,
+                initial: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Daily returns of holding positions/10 of the asset, net of costs, and the daily turnover.
 
-    The position set at close t earns the return t -> t+1; the first day's turnover is from flat.
+    The position set at close t earns the return t -> t+1; the first day's turnover is from
+    `initial` [B] (the position held the day before; None: flat).
     """
     weight = positions / MAX_POSITION
-    turnover = (weight - F.pad(weight[:, :-1], (1, 0))).abs()
+    before = weight.new_zeros(weight.shape[0]) if initial is None else initial.to(weight.dtype) / MAX_POSITION
+    turnover = (weight - torch.cat([before[:, None], weight[:, :-1]], dim=1)).abs()
     return weight * returns - cost_bps * 1e-4 * turnover, turnover
+
+
+def utility_loss(positions: Tensor, returns: Tensor, sigma: Tensor, cfg: StrategyLossConfig,
+                 regimes: Tensor | None = None, initial: Tensor | None = None,
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean over days of -(w_t r_{t+1} - lambda_t / 2 w_t^2 sigma_t^2 - cost |w_t - w_{t-1}|), w = position / 10.
+
+    Concave in w, so an interior position is optimal when return and risk say so (w* = mu / (lambda sigma^2)
+    without costs). sigma [B, S] is the causal daily volatility known at t; regimes [B, S] the causal
+    labels (-1 unknown) that scale lambda by cfg.<regime>_risk_scale; initial [B] the position held before.
+    """
+    returns = returns.to(positions.dtype)
+    strat, turnover = net_returns(positions, returns, cfg.cost_bps, initial)
+    weight = positions / MAX_POSITION
+    risk_aversion = torch.full_like(weight, cfg.risk_aversion)
+    if regimes is not None:
+        by_label = [1.0] * 4  # at label + 1: -1 (unknown) keeps lambda
+        by_label[BEAR + 1], by_label[SIDEWAYS + 1] = cfg.bear_risk_scale, cfg.sideways_risk_scale
+        by_label[BULL + 1] = cfg.bull_risk_scale
+        scale = torch.tensor(by_label, dtype=weight.dtype, device=weight.device)
+        risk_aversion = risk_aversion * scale[regimes.long() + 1]
+    penalty = 0.5 * risk_aversion * (weight * sigma.to(weight.dtype)) ** 2
+    utility = strat - penalty
+    parts = {"utility": utility.mean(), "return": strat.mean(), "risk": penalty.mean(),
+             "turnover": turnover.mean(), "position": weight.mean()}
+    return -utility.mean(), {k: v.detach() for k, v in parts.items()}
 
 
 def causal_momentum(returns: Tensor, lookback: int) -> Tensor:
@@ -90,14 +119,16 @@ def strategy_loss(
     regimes: Tensor,
     cfg: StrategyLossConfig,
     momentum_positions: Tensor | None = None,
+    initial: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Batch mean of: -(log-growth over the regime benchmark) + risk + opportunity [- IR].
 
     positions [B, S] in 0..10, returns [B, S] next-day simple returns, regimes [B] (hindsight labels).
     Benchmarks pay the same costs: bull -> 10, bear -> cfg.bear_position, sideways -> momentum.
+    initial [B]: the strategy's position the day before (None: flat).
     """
     returns = returns.to(positions.dtype)
-    strat, turnover = net_returns(positions, returns, cfg.cost_bps)
+    strat, turnover = net_returns(positions, returns, cfg.cost_bps, initial)
     bench_positions = benchmark_positions(returns, regimes, cfg, momentum_positions)
     bench, _ = net_returns(bench_positions, returns, cfg.cost_bps)
     excess = torch.log1p(strat).sum(dim=1) - torch.log1p(bench).sum(dim=1)

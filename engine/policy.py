@@ -1,8 +1,9 @@
 """The trained strategy network as a plain function: bars in, a deterministic position 0..10 per day.
 
 Day t's position is the argmax decision at the last step of a walk over the `seq_len` days ending
-at t, from a fresh state, exactly as the network was trained (every walk starts from zero state).
-All walks of a period run as one batch.
+at t, from a fresh state, exactly as the network was trained (every walk starts from zero state; a
+warm-starting network's walk starts from the position it picks the day before, itself the end of the
+walk over the seq_len days before). All walks of a period run as one batch.
 """
 
 from __future__ import annotations
@@ -18,29 +19,72 @@ from torch import nn
 
 from engine.atomic import atomic_save_npy
 from engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
-from engine.config import DataConfig, StrategyModelConfig, from_dict
+from engine.config import QUANTILES, STRATEGY_INPUTS, DataConfig, StrategyModelConfig, from_dict
 from engine.data import WindowSet
 from engine.events import CancelToken, Progress, run_to_end
-from engine.forecast import LoadedPriceModel, encode_progress, is_run_id, load_price_model, read_checkpoint
+from engine.forecast import (
+    LoadedPriceModel,
+    encode_progress,
+    is_run_id,
+    load_price_model,
+    quantile_progress,
+    read_checkpoint,
+)
 from engine.models import StrategyNetwork
+from engine.regime import REGIME_NAMES, causal_labels
 from engine.store import RunStore
 
 WALK_BATCH = 4096
+DISTRIBUTION_STATS = ("median", "q90-q10", "q75-q25", "q05", "q95")  # per horizon (distribution_inputs)
+
+
+def distribution_inputs(quantile_returns: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """[n, 5 H + 1] what stage 2 reads of a distributional forecast (quantile_returns [n, H, QUANTILES]
+    in h-day log returns, sigma [n] the EWMA daily volatility): per statistic of DISTRIBUTION_STATS and
+    horizon the median, the 80 % and 50 % spreads and the 5 % and 95 % tails, then sigma."""
+    q = {level: quantile_returns[..., QUANTILES.index(level)] for level in QUANTILES}
+    stats = [q[0.5], q[0.9] - q[0.1], q[0.75] - q[0.25], q[0.05], q[0.95]]
+    return np.concatenate([*stats, sigma[:, None]], axis=1).astype(np.float32)
+
+
+def strategy_input_names(model_cfg: StrategyModelConfig, horizon: int) -> list[str]:
+    """Names of the columns strategy_inputs gives a network of `model_cfg`."""
+    if model_cfg.inputs == "distribution":
+        names = [f"{stat} h{h}" for stat in DISTRIBUTION_STATS for h in range(1, horizon + 1)] + ["sigma"]
+    else:
+        names = ([f"price feature {i + 1}" for i in range(model_cfg.feature_dim - horizon
+                                                           - len(REGIME_NAMES) * model_cfg.regime_input)]
+                 + [f"forecast h{h}" for h in range(1, horizon + 1)])
+    return names + [f"regime {name}" for name in REGIME_NAMES] * model_cfg.regime_input
+
+
+def strategy_inputs(raw: np.ndarray, ws: WindowSet, regime_input: bool) -> np.ndarray:
+    """day_features_progress's [T, F] rows, with the one-hot causal regime of each day appended when
+    regime_input (all zero while the regime is unknown)."""
+    if not regime_input:
+        return raw
+    labels = causal_labels(ws.close)
+    one_hot = (labels[:, None] == np.arange(len(REGIME_NAMES))).astype(np.float32)
+    return np.concatenate([raw, one_hot], axis=1)
 
 
 def day_features_progress(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
                           fingerprint: str, days: np.ndarray | None = None,
                           cancel: CancelToken | None = None, message: str = "Encoding features",
-                          ) -> Generator[Progress, None, np.ndarray]:
-    """[T, d_model + horizon] float32 per day: the price network's strategy features and its scaled
-    forecast for the window ending that day (NaN where not computed: before the first full window,
-    or outside `days` when given). With a cache_dir the whole series is computed once per
-    (instrument data, checkpoint) and cached as a plain .npy (no pickle). A job step: Progress per
-    batch of windows, InterruptedError after `cancel` (nothing is cached then)."""
+                          inputs: str = "features") -> Generator[Progress, None, np.ndarray]:
+    """Float32 rows per day of what the strategy reads of the price network for the window ending that
+    day: inputs "features", [T, d_model + horizon] its strategy features and scaled forecast; inputs
+    "distribution", [T, 5 H + 1] distribution_inputs (NaN where not computed: before the first full
+    window, or outside `days` when given). With a cache_dir the whole series is computed once per
+    (instrument data, checkpoint, inputs) and cached as a plain .npy (no pickle). A job step: Progress
+    per batch of windows, InterruptedError after `cancel` (nothing is cached then)."""
+    if inputs not in STRATEGY_INPUTS:
+        raise ValueError(f"unknown strategy inputs {inputs!r}; choose one of {list(STRATEGY_INPUTS)}")
     path = None
     if cache_dir is not None:
         span = f"{ws.dates[0]:%Y-%m-%d}:{ws.dates[-1]:%Y-%m-%d}:{len(ws.dates)}"
-        key = hashlib.sha256(f"{fingerprint}:{span}:{price.sha256}".encode()).hexdigest()[:24]
+        kind = "" if inputs == "features" else f":{inputs}"  # the features' keys predate the choice
+        key = hashlib.sha256(f"{fingerprint}:{span}:{price.sha256}{kind}".encode()).hexdigest()[:24]
         path = Path(cache_dir) / f"{key}.npy"
         if path.is_file():
             cached = np.load(path, allow_pickle=False)
@@ -48,32 +92,55 @@ def day_features_progress(price: LoadedPriceModel, ws: WindowSet, cache_dir: Pat
                 return cached
         days = None
     ends = ws.ends if days is None else np.intersect1d(ws.ends, days)
-    features, scaled = yield from encode_progress(price, ws, ends, cancel, message)
-    out = np.full((len(ws.dates), features.shape[1] + scaled.shape[1]), np.nan, dtype=np.float32)
-    out[ends] = np.concatenate([features, scaled], axis=1)
+    if inputs == "distribution":
+        forecast = yield from quantile_progress(price, ws, ends, cancel, message)
+        rows = distribution_inputs(forecast.quantile_returns, forecast.sigma)
+    else:
+        features, scaled = yield from encode_progress(price, ws, ends, cancel, message)
+        rows = np.concatenate([features, scaled], axis=1)
+    out = np.full((len(ws.dates), rows.shape[1]), np.nan, dtype=np.float32)
+    out[ends] = rows
     if path is not None:
         atomic_save_npy(path, out)
     return out
 
 
 def day_features(price: LoadedPriceModel, ws: WindowSet, cache_dir: Path | None,
-                 fingerprint: str, days: np.ndarray | None = None) -> np.ndarray:
+                 fingerprint: str, days: np.ndarray | None = None, inputs: str = "features") -> np.ndarray:
     """day_features_progress run to its end."""
-    return run_to_end(day_features_progress(price, ws, cache_dir, fingerprint, days))
+    return run_to_end(day_features_progress(price, ws, cache_dir, fingerprint, days, inputs=inputs))
+
+
+@torch.no_grad()
+def previous_positions(model: nn.Module, before: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
+    """[B] the position the network picks (argmax, from flat) at the end of `before` [B, S, F], the S
+    days before a walk: where that walk starts when the network warm-starts; flat where `usable` [B] is
+    False (the days before are missing or outside the data stage 2 may read)."""
+    picked = model(torch.nan_to_num(before), deterministic=True).positions[:, -1]
+    return torch.where(usable, picked, torch.zeros_like(picked))
 
 
 @torch.no_grad()
 def policy_positions(model: nn.Module, features: np.ndarray, days: np.ndarray, seq_len: int,
-                     device: torch.device | str = "cpu") -> np.ndarray:
-    """Integer positions [len(days)] for decision days (each needs seq_len - 1 earlier days)."""
+                     device: torch.device | str = "cpu", warm_start: bool = False) -> np.ndarray:
+    """Integer positions [len(days)] for decision days (each needs seq_len - 1 earlier days). With
+    warm_start each walk starts from the position picked on the day before it (previous_positions over
+    the seq_len days before; flat where those are not all encoded), as the network was trained."""
     was_training = model.training
     model.eval()
     days = np.asarray(days, dtype=np.int64)
     walks = days[:, None] - np.arange(seq_len - 1, -1, -1)  # [n, S] ending at each day
+    finite = np.isfinite(features).all(axis=1)
     out = []
     for i in range(0, len(days), WALK_BATCH):
         x = torch.from_numpy(features[walks[i:i + WALK_BATCH]]).to(device)
-        out.append(model(x, deterministic=True).positions[:, -1].round().to(torch.int64).cpu())
+        initial = None
+        if warm_start:
+            before = walks[i:i + WALK_BATCH] - seq_len
+            usable = (before[:, 0] >= 0) & finite[before.clip(0)].all(axis=1)
+            initial = previous_positions(model, torch.from_numpy(features[before.clip(0)]).to(device),
+                                         torch.from_numpy(usable).to(device))
+        out.append(model(x, deterministic=True, initial=initial).positions[:, -1].round().to(torch.int64).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.empty(0, dtype=np.int64)
 
@@ -143,6 +210,13 @@ def model_kind(model_ref: str | Path, store: RunStore | None = None) -> str:
     return record["kind"]
 
 
+def standardised_inputs(loaded: LoadedStrategy, raw: np.ndarray, ws: WindowSet) -> np.ndarray:
+    """[T, feature_dim] float32 what the network reads: day_features_progress's rows (its inputs),
+    the regime when it reads one, standardised as in training."""
+    x = strategy_inputs(raw, ws, loaded.model_cfg.regime_input)
+    return ((x - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
+
+
 def strategy_positions_progress(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
                                 cache_dir: Path | None = None, fingerprint: str = "",
                                 cancel: CancelToken | None = None,
@@ -155,12 +229,16 @@ def strategy_positions_progress(loaded: LoadedStrategy, ws: WindowSet, days: np.
         raise ValueError(f"{ws.instrument}: a position needs {first + 1} days of history "
                          f"({ws.window}-day window + {loaded.data_cfg.seq_len}-day walk); "
                          f"day {days.min() + 1} of {len(ws.dates)} has fewer")
-    walked = np.unique(days[:, None] - np.arange(loaded.data_cfg.seq_len)) if len(days) else days
+    seq_len, cfg = loaded.data_cfg.seq_len, loaded.model_cfg
+    reach = seq_len * (2 if cfg.warm_start else 1)  # a warm start walks the seq_len days before, too
+    walked = np.unique(days[:, None] - np.arange(reach)) if len(days) else days
+    walked = walked[walked >= 0]
     raw = yield from day_features_progress(loaded.price, ws, cache_dir, fingerprint, walked, cancel,
-                                           f"Encoding {ws.instrument} for the strategy")
-    features = ((raw - loaded.feature_mean) / loaded.feature_std).astype(np.float32)
-    return policy_positions(loaded.model, features, days, loaded.data_cfg.seq_len,
-                            loaded.price.device)
+                                           f"Encoding {ws.instrument} for the strategy", cfg.inputs)
+    positions = [policy_positions(m.model, standardised_inputs(m, raw, ws), days, seq_len, loaded.price.device,
+                                  m.model_cfg.warm_start)
+                 for m in loaded.members or [loaded]]
+    return np.rint(np.mean(positions, axis=0)).astype(np.int64)  # a seed ensemble: averaged, rounded
 
 
 def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
@@ -170,12 +248,18 @@ def strategy_positions(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray,
 
 
 __all__ = [
+    "DISTRIBUTION_STATS",
     "LoadedStrategy",
     "day_features",
     "day_features_progress",
+    "distribution_inputs",
     "load_strategy_model",
     "model_kind",
     "policy_positions",
+    "previous_positions",
+    "standardised_inputs",
+    "strategy_input_names",
+    "strategy_inputs",
     "strategy_positions",
     "strategy_positions_progress",
 ]

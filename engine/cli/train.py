@@ -14,6 +14,7 @@ from engine.config import (
     HEADS,
     PRECISIONS,
     PRESETS,
+    STRATEGY_LOSSES,
     DataConfig,
     PriceModelConfig,
     StrategyLossConfig,
@@ -240,6 +241,10 @@ def _configure_train_strategy(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", choices=["gumbel", "straight_through", "concrete"],
                         default=defaults.head)
     parser.add_argument("--cost-bps", type=float, default=StrategyLossConfig.cost_bps)
+    parser.add_argument("--loss", dest="strategy_loss", choices=list(STRATEGY_LOSSES), default=StrategyLossConfig.kind,
+                        help="utility: mean-variance utility per day; excess: log growth over a regime benchmark")
+    parser.add_argument("--risk-aversion", type=float, default=StrategyLossConfig.risk_aversion, metavar="LAMBDA",
+                        help="lambda of the utility w r - lambda/2 w^2 sigma^2 on daily returns")
     parser.add_argument("--loss-set", dest="loss_overrides", action="append", default=[],
                         metavar="NAME=VALUE", help="override a strategy-loss weight")
     _train_options(parser)
@@ -252,8 +257,8 @@ def run_train_strategy(args: argparse.Namespace) -> Output:
 
     model_cfg = parse_overrides(args.overrides, StrategyModelConfig(cell=args.cell, head=args.head),
                                 "--set")
-    loss_cfg = parse_overrides(args.loss_overrides, StrategyLossConfig(cost_bps=args.cost_bps),
-                               "--loss-set")
+    loss_cfg = parse_overrides(args.loss_overrides, StrategyLossConfig(
+        kind=args.strategy_loss, risk_aversion=args.risk_aversion, cost_bps=args.cost_bps), "--loss-set")
     store = open_store(args)
     data_cfg = _data_cfg(args)
     return _train(args, store, "strategy", lambda train_cfg, token: train_strategy(

@@ -66,14 +66,15 @@ class StrategyNetwork(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
 
     def forward(self, features: Tensor, tau: float = 1.0, deterministic: bool = False,
-                held: Tensor | None = None) -> StrategyOutput:
+                held: Tensor | None = None, initial: Tensor | None = None) -> StrategyOutput:
         """held (B, S): positions fed back instead of the network's own choices, so a decision's logits
-        are a smooth function of the features along a fixed walk (what explanations attribute)."""
+        are a smooth function of the features along a fixed walk (what explanations attribute).
+        initial (B,): the position held the day before the walk (None: flat)."""
         b, s, _ = features.shape
         features = F.dropout(features, self.cfg.dropout, self.training and not deterministic)
         state = features.new_zeros(b, self.cfg.state_dim)
         memory = (state, state) if self.cfg.cell == "lstm" else None
-        position = features.new_zeros(b)
+        position = features.new_zeros(b) if initial is None else initial.to(features.dtype)
         positions, logits = [], []
         for t in range(s):
             step_in = torch.cat([features[:, t], position[:, None] / (N_POSITIONS - 1)], dim=-1)

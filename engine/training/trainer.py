@@ -84,7 +84,10 @@ class TrainStage(Protocol):
         return iter(())
 
     def on_epoch_start(self, epoch: int) -> None:
-        """Per-epoch schedules, e.g. temperature annealing."""
+        """Per-epoch schedules."""
+
+    def on_step(self, step: int, total: int) -> None:
+        """Per-step schedules (the strategy's temperature), before optimiser step `step` of `total`."""
 
     def checkpoint_extra(self) -> dict[str, Any]:
         """Stage values every checkpoint must carry (e.g. the target scale)."""
@@ -432,6 +435,7 @@ class _Loop:
                 epoch = self.next_epoch
                 self.stage.on_epoch_start(epoch)
                 perm = self.permutation(epoch)
+            self.stage.on_step(self.step, self.total_steps)
             stats, names, host, n = self.optimizer_step(perm)
             self.step += 1
             samples += n * self.world.world_size

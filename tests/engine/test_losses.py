@@ -11,7 +11,7 @@ import torch
 
 from engine.config import StrategyLossConfig
 from engine.data import build_windows, load_bars
-from engine.losses import causal_momentum, price_loss, strategy_loss
+from engine.losses import causal_momentum, price_loss, strategy_loss, utility_loss
 from engine.regime import BEAR, BULL, SIDEWAYS
 
 EPS = 1e-8  # the loss's variance floor (engine.losses.STD_EPS)
@@ -152,3 +152,47 @@ def test_price_loss_kinds_match_their_definitions():
     assert price_loss(pred, target, "huber").item() == pytest.approx((0.5 * 0.25 + 0 + 2.5) / 3)
     with pytest.raises(ValueError, match="quantile"):
         price_loss(pred, target, "quantile")
+
+
+def test_utility_loss_equals_a_hand_computation():
+    cfg = StrategyLossConfig(kind="utility", risk_aversion=4.0, cost_bps=10.0, bear_risk_scale=2.0)
+    positions = torch.tensor([[10.0, 5.0, 5.0]])
+    returns = torch.tensor([[0.01, -0.02, 0.005]])
+    sigma = torch.tensor([[0.01, 0.02, 0.015]])
+    regimes = torch.tensor([[BULL, BEAR, -1]])
+    loss, parts = utility_loss(positions, returns, sigma, cfg, regimes, initial=torch.tensor([2.0]))
+    w, w_before, lam = [1.0, 0.5, 0.5], [0.2, 1.0, 0.5], [4.0, 8.0, 4.0]
+    days = [w[t] * float(returns[0, t]) - lam[t] / 2 * w[t] ** 2 * float(sigma[0, t]) ** 2
+            - 10e-4 * abs(w[t] - w_before[t]) for t in range(3)]
+    assert float(loss) == pytest.approx(-sum(days) / 3, abs=1e-9)  # float32 of ~1e-4 figures
+    assert float(parts["turnover"]) == pytest.approx((0.8 + 0.5 + 0.0) / 3, rel=1e-6)
+
+
+def test_the_utility_prefers_an_interior_position_when_return_and_risk_say_so():
+    """Constant expected return mu and variance sigma^2: the best constant position on the 0..10 grid
+    is the one nearest 10 mu / (lambda sigma^2); a riskier (bear, lambda x 2) regime halves it."""
+    mu, sigma, lam = 4e-4, 0.01, 8.0  # w* = 0.5
+    cfg = StrategyLossConfig(kind="utility", risk_aversion=lam, cost_bps=10.0, bear_risk_scale=2.0)
+    grid = torch.arange(11.0)[:, None].expand(11, 20)  # each row holds one position all along
+    returns, vol = torch.full((11, 20), mu), torch.full((11, 20), sigma)
+
+    def best(regime: int) -> int:
+        per_position = [float(utility_loss(grid[k:k + 1], returns[:1], vol[:1], cfg, torch.full((1, 20), regime),
+                                           initial=grid[k:k + 1, 0])[0]) for k in range(11)]
+        return int(np.argmin(per_position))
+
+    assert best(SIDEWAYS) == round(10 * mu / (lam * sigma ** 2)) == 5
+    assert best(BEAR) in (2, 3)  # w* = 0.25
+    assert best(BULL) == 5 and 0 < best(BEAR) < best(BULL) < 10
+
+
+def test_a_walk_that_starts_where_the_day_before_ended_pays_no_cost_to_stay():
+    cfg = StrategyLossConfig(kind="utility", cost_bps=10.0)
+    held = torch.full((1, 5), 10.0)
+    returns, sigma = torch.zeros(1, 5), torch.zeros(1, 5)
+    _, warm = utility_loss(held, returns, sigma, cfg, initial=torch.tensor([10.0]))
+    _, flat = utility_loss(held, returns, sigma, cfg)
+    assert float(warm["turnover"]) == 0.0 and float(flat["turnover"]) == pytest.approx(1 / 5)
+    _, excess = strategy_loss(held, returns, torch.tensor([SIDEWAYS]), StrategyLossConfig(kind="excess"),
+                              initial=torch.tensor([10.0]))
+    assert float(excess["turnover"]) == 0.0  # the excess loss's first day starts from it too

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import engine.forecast as forecast
 import engine.policy as policy
+from engine.checkpoint import load_checkpoint
 from engine.config import (
     BacktestConfig,
     DataConfig,
@@ -25,6 +27,7 @@ from engine.store import RunStore
 from engine.training.price import train_price
 from engine.training.recipe import RunRecipe
 from engine.training.strategy import train_strategy
+from engine.training.trainer import last_checkpoint
 
 STRATEGY = StrategyModelConfig(state_dim=16)
 
@@ -51,8 +54,8 @@ def runs(tmp_path_factory):
 def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(runs, monkeypatch):
     store, price_run = runs
     calls = []
-    real = policy.encode_progress
-    monkeypatch.setattr(policy, "encode_progress", lambda *a: calls.append(1) or real(*a))
+    real = forecast.outputs_progress
+    monkeypatch.setattr(forecast, "outputs_progress", lambda *a: calls.append(1) or real(*a))
     cfg = STRATEGY
     for _ in range(2):
         done = finished(train_strategy(price_run, ["goog"], model_cfg=cfg,
@@ -194,3 +197,30 @@ def test_walk_forward_retrains_per_fold_and_never_trains_on_a_traded_day(strateg
             assert pd.Timestamp(data["val_end"]) < pd.Timestamp(fold["start"])  # its own cut dates
         assert store.get_run(strat_run)["parent_run"] == price_run
     assert folds[0]["end"] < folds[1]["start"]
+
+
+def test_the_risk_managing_run_reads_the_distribution_and_anneals_to_the_floor(strategy_run):
+    store, run_id = strategy_run
+    loaded = policy.load_strategy_model(run_id, store)
+    cfg = loaded.model_cfg
+    assert (cfg.inputs, cfg.regime_input, cfg.warm_start, cfg.hard) == ("distribution", True, True, True)
+    horizon = loaded.price.model_cfg.horizon
+    names = policy.strategy_input_names(cfg, horizon)
+    assert cfg.feature_dim == len(names) == 5 * horizon + 1 + 3 and names[-3:] == [
+        "regime bear", "regime sideways", "regime bull"]
+    assert store.get_run(run_id)["config"]["loss"]["kind"] == "utility"
+    extra = load_checkpoint(last_checkpoint(store, run_id))["extra"]
+    assert extra["tau"] == pytest.approx(cfg.tau_floor)  # 10 steps: the floor from step 7 on
+
+
+def test_the_old_feature_path_and_excess_loss_still_train(runs):
+    store, price_run = runs
+    old = StrategyModelConfig(state_dim=16, inputs="features", regime_input=False, warm_start=False, hard=False)
+    done = finished(train_strategy(price_run, ["goog"], model_cfg=old, loss_cfg=StrategyLossConfig(kind="excess"),
+                                   data_cfg=DATA, train_cfg=FAST, store=store))
+    assert done.status == "finished", done.error
+    loaded = policy.load_strategy_model(done.run_id, store)
+    assert loaded.model_cfg.feature_dim == loaded.price.feature_dim
+    ws = build_windows(load_bars("goog"), 180, 7)
+    days = np.arange(len(ws.dates) - 5, len(ws.dates))
+    assert set(policy.strategy_positions(loaded, ws, days).tolist()) <= set(range(11))
