@@ -37,7 +37,7 @@ fill can first be sold at the next, a day later.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,6 +50,7 @@ from engine.backtest.metrics import compute_metrics, drawdown
 from engine.backtest.stats import probabilistic_sharpe, sharpe_statistics
 from engine.baselines import TRADING_DAYS, ewma_sigma
 from engine.config import FILLS, HORIZON, BacktestConfig
+from engine.events import Progress, run_to_end
 from engine.regime import causal_labels, regime_names
 
 FORECAST_GAIN = 5.0  # follow_forecast: position 5 + gain * (predicted 1-day log return / daily vol)
@@ -254,7 +255,12 @@ def _checked_positions(positions: pd.Series, index: pd.DatetimeIndex) -> np.ndar
     return p.astype(np.int64)
 
 
-def run_backtest(
+def run_backtest(*args: Any, **kwargs: Any) -> BacktestResult:
+    """backtest_progress run to its end."""
+    return run_to_end(backtest_progress(*args, **kwargs))
+
+
+def backtest_progress(
     close: pd.Series,
     positions: pd.Series,
     cfg: BacktestConfig,
@@ -264,8 +270,9 @@ def run_backtest(
     opens: pd.Series | None = None,
     instrument: str = "",
     distribution: pd.DataFrame | None = None,
-) -> BacktestResult:
-    """Backtest positions (decided at each close) over cfg.start..cfg.end, next to baselines.
+) -> Generator[Progress, None, BacktestResult]:
+    """Backtest positions (decided at each close) over cfg.start..cfg.end, next to baselines; a job
+    step with Progress after each set of figures (each runs a Sharpe bootstrap: a second for many).
 
     close: full history (earlier bars feed the SMA, volatility and causal regimes). The backtest
     spans the days of cfg's range that lie within the positions' first and last date. regimes:
@@ -313,10 +320,16 @@ def run_backtest(
         pred = predicted.iloc[:, :HORIZON].reindex(days)
         frame[[f"pred_{h}" for h in range(1, pred.shape[1] + 1)]] = pred.to_numpy()
     baselines = {}
-    for name, path in _baseline_positions(close, days, cfg, predicted, distribution).items():
+    paths = _baseline_positions(close, days, cfg, predicted, distribution)
+    decided_in = regime.shift(1).fillna("")
+    regimes_seen = sorted(set(decided_in) - {""})
+    done, total, message = 0, len(paths) + 1 + len(regimes_seen), "Figures, baselines and Sharpe bootstraps"
+    for name, path in paths.items():
         base = _simulate(tape, path)
         baselines[name] = _metrics(base, bench, cfg)
         frame[f"{name}_equity"] = base["equity"]
+        done += 1
+        yield Progress(done, total, message)
     late = compute_metrics(pd.Series(_simulate(tape, decided, delay=1)["returns"], index=days),
                            risk_free=cfg.risk_free)
     held_sharpe = baselines["buy_and_hold"]["sharpe"]
@@ -328,9 +341,13 @@ def run_backtest(
         metrics["fill_note"] = tape.note
     if distribution is None:
         metrics["baseline_notes"] = {"analytic": NO_DISTRIBUTION}
-    decided_in = regime.shift(1).fillna("")
-    per_regime = {name: _metrics(sim, bench, cfg, (decided_in == name).to_numpy())
-                  for name in sorted(set(decided_in) - {""})}
+    done += 1
+    yield Progress(done, total, message)
+    per_regime = {}
+    for name in regimes_seen:
+        per_regime[name] = _metrics(sim, bench, cfg, (decided_in == name).to_numpy())
+        done += 1
+        yield Progress(done, total, message)
     return BacktestResult(frame, metrics, baselines, per_regime)
 
 
@@ -383,6 +400,7 @@ __all__ = [
     "Tape",
     "analytic_positions",
     "backtest_equity",
+    "backtest_progress",
     "banded",
     "deflate",
     "forecast_positions",

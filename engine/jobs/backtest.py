@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest.run import BacktestResult, deflate, forecast_positions, run_backtest
+from engine.backtest.run import BacktestResult, backtest_progress, deflate, forecast_positions
 from engine.backtest.signals import export_signals
 from engine.backtest.stats import recorded_sharpes
 from engine.checkpoint import file_sha256
@@ -153,7 +153,7 @@ def backtest_frame_json(result: BacktestResult) -> str:
 
 
 def load_backtest_frame(record: dict) -> pd.DataFrame:
-    """The daily frame a backtest record holds (as run_backtest returned it)."""
+    """The daily frame a backtest record holds (as backtest_progress returned it)."""
     data = record["frame_json"]
     if isinstance(data, str):
         data = json.loads(data)
@@ -202,10 +202,10 @@ def run_source(src: Source, bars: BarTable, cfg: BacktestConfig, data: str,
         raise ValueError(f"{data}: fewer than two decision days between {cfg.start} and {cfg.end} "
                          f"(the first day with enough history is {ws.dates[first]:%Y-%m-%d})")
     positions, predicted = yield from positions_for(src, ws, days, cancel)
-    yield Progress(len(days), len(days), "Accounting, baselines and the Sharpe bootstrap")
     close = pd.Series(ws.close, index=ws.dates)
-    return with_bands(run_backtest(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
-                                   instrument=bars.instrument, distribution=distribution_of(predicted)), predicted)
+    result = yield from backtest_progress(close, positions, cfg, predicted=predicted, opens=bars.frame["open"],
+                                          instrument=bars.instrument, distribution=distribution_of(predicted))
+    return with_bands(result, predicted)
 
 
 def distribution_of(predicted: pd.DataFrame) -> pd.DataFrame | None:
@@ -258,9 +258,11 @@ def backtest_job(model_ref: str, data: str, *, cfg: BacktestConfig, store: RunSt
                  cancel: CancelToken | None = None) -> Generator[Event, None, BacktestRecord]:
     """Backtest `model_ref` (a run id or a checkpoint file) on `data` and return the record; bad
     input raises before anything is recorded."""
-    yield Progress(0, 1, "Loading the model")
+    yield Progress(0, 2, "Loading the model and the data")
     src = load_source(model_ref, store)
+    yield Progress(1, 2, "Loading the model and the data")
     bars = load_bars(data, adjust=src.data_cfg.adjust)
+    yield Progress(2, 2, "Loading the model and the data")
     try:
         result = yield from run_source(src, bars, cfg, data, cancel)
     except InterruptedError:
