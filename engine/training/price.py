@@ -240,7 +240,9 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
     entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume,
                      facts={"split": split})
     stage = PriceStage(prepared, recipe.train.loss, model_cfg.head)
+    yield Progress(0, 1, "Loading and windowing the data")  # before the run is recorded: news at once
     return (yield from fit(lambda: build_price_model(model_cfg), stage, recipe.train, store=store, run=entry,
+    yield Progress(1, 1, "Loading and windowing the data")
                            cancel=cancel, configs=recipe.checkpoint_configs()))
 
 
