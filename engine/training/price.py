@@ -234,15 +234,15 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
     if resume and recorded_cut_dates(data_cfg) is None:
         raise ValueError(f"run {resume} was recorded before calendar cut dates: resuming it would train "
                          "on another split than it started with; start a new run instead")
+    yield Progress(0, 1, "Loading and windowing the data")  # before the run is recorded: news at once
     prepared = prepare_price_data(recipe.datasets, data_cfg)
+    yield Progress(1, 1, "Loading and windowing the data")
     recipe = replace(recipe, data=replace(data_cfg, **prepared.cuts.to_dict()))  # recorded with the run
     split = split_json(prepared.cuts, prepared.pooled.sets, data_cfg.horizon)
     entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume,
                      facts={"split": split})
     stage = PriceStage(prepared, recipe.train.loss, model_cfg.head)
-    yield Progress(0, 1, "Loading and windowing the data")  # before the run is recorded: news at once
     return (yield from fit(lambda: build_price_model(model_cfg), stage, recipe.train, store=store, run=entry,
-    yield Progress(1, 1, "Loading and windowing the data")
                            cancel=cancel, configs=recipe.checkpoint_configs()))
 
 
