@@ -34,17 +34,18 @@ class Silence:
     """Times between consecutive visible updates while a job runs, per job."""
 
     def __init__(self, win) -> None:
-        self.win, self.last, self.gaps = win, None, []  # gaps: (seconds, job, what came after it)
+        self.win, self.last, self.what, self.gaps = win, None, "", []  # gaps: (seconds, job, between what)
         runner = win.runner
         runner.busy_changed.connect(self._busy)
         for signal, what in ((runner.started, "run started"), (runner.progress_changed, "progress"),
                              (runner.evaluated, "evaluation"), (runner.checkpointed, "checkpoint"),
                              (win.statusBar().messageChanged, "status message")):
             signal.connect(lambda *_a, w=what: self.seen(w))
+        runner.stepped.connect(lambda _e: self.seen("step"))
 
     def _busy(self, busy: bool) -> None:
         if busy:
-            self.last = time.monotonic()
+            self.last, self.what = time.monotonic(), "job start"
         else:
             self.seen("finished")
             self.last = None
@@ -52,8 +53,9 @@ class Silence:
     def seen(self, what: str) -> None:
         now = time.monotonic()
         if self.last is not None:
-            self.gaps.append((now - self.last, self.win.runner.name, what))
-            self.last = now
+            text = self.win.training_panel.phase.text() or self.win.status.job_label.text()
+            self.gaps.append((now - self.last, self.win.runner.name, f"{self.what} -> {what} ({text})"))
+            self.last, self.what = now, what
 
     def longest(self) -> tuple[float, str, str]:
         return max(self.gaps)
@@ -129,6 +131,8 @@ def test_first_session_never_leaves_the_user_waiting_without_news(window, qtbot,
     win.export_signals()
     assert target.is_file() and "Exported" in win.statusBar().currentMessage()
     worst = silence.longest()
-    print(f"longest silence while a job ran: {worst[0]:.2f} s in '{worst[1]}' before {worst[2]}; "
+    print(f"longest silence while a job ran: {worst[0]:.2f} s in '{worst[1]}' between {worst[2]}; "
           f"{len(silence.gaps)} updates")
+    for gap, job, what in sorted(silence.gaps, reverse=True)[:5]:
+        print(f"  {gap:.2f} s  {job[:40]}: {what}")
     assert worst[0] <= MAX_SILENCE_S, sorted(silence.gaps, reverse=True)[:5]
