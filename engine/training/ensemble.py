@@ -24,7 +24,7 @@ from engine.store import RunStore
 class SeedsResult:
     members: list[Finished]  # in seed order; the last one stopped the series when it did not finish
     seeds: list[int]
-    ensemble: Finished | None  # None when a member did not finish (no ensemble is recorded then)
+    ensemble: Finished | None  # None for one seed, or when a member did not finish (nothing to average)
 
     @property
     def spread(self) -> dict[str, dict[str, float]]:
@@ -47,7 +47,8 @@ def metric_spread(metrics: list[dict]) -> dict[str, dict[str, float]]:
 def train_seeds(make_job: Callable[[int], Generator[Event, None, Finished]], seed: int, n: int,
                 store: RunStore) -> Generator[Event, None, SeedsResult]:
     """Run make_job(seed + i) for i < n one after the other (each an ordinary run in the history);
-    when all finish, record their ensemble. A member that fails or is cancelled stops the series."""
+    when all finish and there are several, record their ensemble. A member that fails or is
+    cancelled stops the series."""
     if n < 1:
         raise ValueError("--seeds must be at least 1")
     members: list[Finished] = []
@@ -56,7 +57,8 @@ def train_seeds(make_job: Callable[[int], Generator[Event, None, Finished]], see
         members.append((yield from make_job(s)))
         if members[-1].status != "finished":
             return SeedsResult(members, seeds[:len(members)], None)
-    return SeedsResult(members, seeds, record_ensemble(store, [m.run_id for m in members], seeds))
+    ensemble = record_ensemble(store, [m.run_id for m in members], seeds) if n > 1 else None
+    return SeedsResult(members, seeds, ensemble)
 
 
 def record_ensemble(store: RunStore, member_ids: list[str], seeds: list[int] | None = None) -> Finished:
