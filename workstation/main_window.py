@@ -41,6 +41,7 @@ from workstation.panels.data_panel import DataPanel
 from workstation.panels.explain_panel import ExplainPanel
 from workstation.panels.forecast_panel import ForecastPanel
 from workstation.panels.history_panel import HistoryPanel
+from workstation.panels.ledger_panel import LedgerPanel
 from workstation.panels.training_panel import TrainingPanel
 from workstation.resume_prompt import ResumePrompt, runs_to_offer
 from workstation.status import StatusBar
@@ -94,11 +95,14 @@ class MainWindow(QMainWindow):
         self.equity_panel = EquityPanel(self.palette_)
         self.history_panel = HistoryPanel(self.store, self.palette_)
         self.explain_panel = ExplainPanel(self.store, self.palette_)
+        self.ledger_panel = LedgerPanel(self.store, self.palette_, self.history_panel.current_run,
+                                        self.data_panel.current_source)
         for name, title, panel in (("forecastDock", "Forecast", self.forecast_panel),
                                    ("positionsDock", "Positions and regimes", self.positions_panel),
                                    ("explainDock", "Explain", self.explain_panel),
                                    ("equityDock", "Equity", self.equity_panel),
-                                   ("historyDock", "History", self.history_panel)):
+                                   ("historyDock", "History", self.history_panel),
+                                   ("ledgerDock", "Ledger", self.ledger_panel)):
             self.add_panel(name, title, panel, tabify_with="dataDock")
         self.docks["dataDock"].raise_()
         self._build_menus()
@@ -169,6 +173,10 @@ class MainWindow(QMainWindow):
           "Ctrl+E", self.export_signals, enabled=False)
         a("save_png", "Save chart as &PNG…", "Save the chart of the panel in front as a PNG image", "Ctrl+Shift+S",
           self.save_chart_png)
+        a("update_data", "&Update data from…", "Append a newer export's bars to the selected dataset (revisions "
+          "listed, kept unless applied)", "Ctrl+U", lambda: self.ledger_panel.choose_update())
+        a("mark_live", "Mark &live…", "Mark the run selected in History live on a dataset: its signals are issued "
+          "and paper-traded in the Ledger panel", "Ctrl+L", lambda: self.ledger_panel.choose_mark_live())
         a("quit", "&Quit", "Quit the workstation", QKeySequence.StandardKey.Quit, self.close)
         a("train", "&Train…", "Train a price or strategy network", QKeySequence.StandardKey.New,
           self.open_train_wizard)
@@ -188,8 +196,9 @@ class MainWindow(QMainWindow):
         file_menu.addActions([self.actions_[k] for k in ("import", "import_universe", "export_signals", "save_png")])
         file_menu.addSeparator()
         file_menu.addAction(self.actions_["quit"])
+        bar.addMenu("&Data").addAction(self.actions_["update_data"])
         run_menu = bar.addMenu("&Run")
-        run_menu.addActions([self.actions_[k] for k in ("train", "backtest", "cancel")])
+        run_menu.addActions([self.actions_[k] for k in ("train", "backtest", "mark_live", "cancel")])
         view = bar.addMenu("&View")
         self.panels_menu = view.addMenu("&Panels")
         self.panels_menu.addActions([dock.toggleViewAction() for dock in self.docks.values()])
@@ -388,6 +397,7 @@ class MainWindow(QMainWindow):
         for panel in (self.forecast_panel, self.positions_panel):
             panel.day_picked.connect(self.explain_panel.explain)
         self.explain_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        self.ledger_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         self.history_panel.open_backtest.connect(self.show_backtest)
         self.history_panel.backtest_requested.connect(self.open_backtest_wizard)
         self.history_panel.resume_requested.connect(self.resume_run)
@@ -439,7 +449,8 @@ class MainWindow(QMainWindow):
                 self.runner.cancel()
                 self.statusBar().showMessage("Cancelling the running job before closing…")
             return
-        for view in (self.training_panel.evaluation, self.forecast_panel.evaluation, self.explain_panel):
+        for view in (self.training_panel.evaluation, self.forecast_panel.evaluation, self.explain_panel,
+                     self.ledger_panel):
             view.stop()  # an evaluation or explanation thread must not outlive the window
         self.data_panel.stop_import()
         settings = QSettings()

@@ -19,7 +19,7 @@ def _update_args(parser: argparse.ArgumentParser) -> None:
 
 @command("update", "append a newer export's bars to a dataset the workstation holds", _update_args)
 def run_update(args: argparse.Namespace) -> Output:
-    from engine.data.update import data_folder, update_dataset
+    from engine.data.update import data_folder, training_periods, update_dataset
 
     store = open_store(args)
     try:
@@ -33,19 +33,6 @@ def run_update(args: argparse.Namespace) -> Output:
     lines += [f"  {r.instrument} {r.date} {r.column}: {r.old} -> {r.new}" for r in report.revised[:20]]
     lines += [f"warning: {t['message']}" for t in report.trained_on]
     return Output(report.to_json(), "\n".join(lines))
-
-
-def training_periods(store, dataset: str) -> list[dict]:
-    """The training periods of runs that trained on `dataset` (by name) or are live on it."""
-    live = {m["run_id"] for m in store.live_models() if m["dataset"] == dataset}
-    periods = []
-    for run in store.list_runs():
-        sources = (run.get("config") or {}).get("sources") or []
-        data = (run.get("config") or {}).get("data") or {}
-        if run["run_id"] in live or dataset in sources:
-            periods.append({"run_id": run["run_id"], "live": run["run_id"] in live,
-                            "train_end": data.get("train_end"), "val_end": data.get("val_end")})
-    return periods
 
 
 def _mark_args(parser: argparse.ArgumentParser) -> None:

@@ -182,6 +182,20 @@ def update_dataset(dataset: str, newer: str, folder: Path, *, accept_revisions: 
     return report
 
 
+def training_periods(store, dataset: str) -> list[dict]:
+    """The training periods of runs (in `store`, a RunStore) that trained on `dataset` (by name) or
+    are live on it: what an update warns about (the CLI's `update` and the GUI's)."""
+    live = {m["run_id"] for m in store.live_models() if m["dataset"] == dataset}
+    periods = []
+    for run in store.list_runs():
+        sources = (run.get("config") or {}).get("sources") or []
+        data = (run.get("config") or {}).get("data") or {}
+        if run["run_id"] in live or dataset in sources:
+            periods.append({"run_id": run["run_id"], "live": run["run_id"] in live,
+                            "train_end": data.get("train_end"), "val_end": data.get("val_end")})
+    return periods
+
+
 def _trained_on(revised: list[Revision], periods: list[dict]) -> list[dict]:
     """Per training period, the revised dates on or before its last training/validation day."""
     found = []
@@ -205,4 +219,4 @@ def _log(folder: Path, report: UpdateReport) -> None:
 
 
 __all__ = ["Revision", "UpdateReport", "data_folder", "held_path", "held_source", "merge_bars",
-           "update_dataset"]
+           "training_periods", "update_dataset"]

@@ -36,7 +36,7 @@ def test_every_command_is_an_action_with_shortcut_and_status_tip(window):
         assert action.shortcut() == QKeySequence(shortcut), key
         assert action.statusTip(), key
     menus = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert menus == ["File", "Run", "View", "Help"]
+    assert menus == ["File", "Data", "Run", "View", "Help"]
     panel_toggles = window.panels_menu.actions()
     assert {a.text() for a in panel_toggles} >= {"Data", "Training"}
     assert not window.actions_["cancel"].isEnabled()  # nothing to cancel yet

@@ -274,6 +274,11 @@ class HistoryPanel(QWidget):
                 selection.setCurrentIndex(index, selection.SelectionFlag.NoUpdate)
                 selection.select(index, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
 
+    def current_run(self) -> str | None:
+        """The run on the current row (the Ledger panel marks it live)."""
+        kind, key = self._current()
+        return key if kind == "run" else None
+
     def _selected(self) -> list[tuple[str, str]]:
         return [index.data(KEY_ROLE) for index in self.tree.selectionModel().selectedRows()]
 

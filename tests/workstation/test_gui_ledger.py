@@ -1,0 +1,168 @@
+"""The Ledger panel (issue 16): a tiny run marked live from the History selection, Tomorrow's signals off the UI
+thread fill the orders table and offer the CSV, Update data from a newer export lists a revised bar with the
+'trained on' warning, and after days of new bars the panel's paper and backtest curves are ledger_report's
+numbers with a gap under 1 bp; a ledger whose returns leave the backtest's band raises the red banner."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from engine import cli
+from engine.backtest.run import run_backtest
+from engine.config import BacktestConfig, to_dict
+from engine.data import load_bars
+from engine.jobs.backtest import backtest_frame_json
+from engine.ledger import PaperLedger, ledger_report
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--set", "d_model=32", "--set", "n_layers=2", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
+        "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
+        "--set", "ffn_hidden=64"]
+
+
+def export(frame: pd.DataFrame, path: Path) -> str:
+    """A terminal-style export of these bars."""
+    out = frame[["open", "high", "low", "close", "volume"]].copy()
+    out.index = out.index.strftime("%Y-%m-%d")
+    out.index.name = "Date"
+    out.to_csv(path)
+    return str(path)
+
+
+def issue_signals(qtbot, panel):
+    with qtbot.waitSignal(panel.signals_issued, timeout=120_000) as issued:
+        qtbot.mouseClick(panel.buttons["signals"], Qt.MouseButton.LeftButton)
+    return issued.args[0]
+
+
+def test_live_run_day_by_day_through_the_panel(qtbot, window, tmp_path, monkeypatch):
+    frame = load_bars("spx").frame.loc["2010-01-01":]
+    data = export(frame.iloc[:-3], tmp_path / "spx_export.csv")
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = cli.main(["--db", str(window.store.path), "--json", "train-price", "--data", data, "--preset", "tiny",
+                         *TINY, "--max-steps", "4", "--batch-size", "16", "--seed", "3"])
+    assert code == 0
+    run_id = json.loads(buf.getvalue())["run_id"]
+    window.history_panel.refresh()
+    window.history_panel.select([run_id])
+    panel = window.ledger_panel
+    window.actions_["mark_live"].trigger()  # the Run menu's Mark live… asks for the dataset of the selected run
+    dialog = panel.findChild(QInputDialog)
+    assert dialog is not None and dialog.textValue() == window.store.get_run(run_id)["dataset"]
+    dialog.setTextValue(data)
+    dialog.accept()
+    assert panel.current_model() == (run_id, data) and panel.live.count() == 1
+
+    saved: list[str] = []  # the save dialog is offered after each issue; here the user picks a file each time
+    orders_csv = tmp_path / "orders.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (saved.append(a[2]) or str(orders_csv), "CSV files (*.csv)"))
+    first = issue_signals(qtbot, panel)
+    assert first.asof == f"{frame.index[-4]:%Y-%m-%d}" and first.ledger_days == 1
+    assert panel.orders.rowCount() == len(first.orders)
+    for row, order in enumerate(first.orders):
+        assert panel.orders.item(row, 0).text() == order.instrument
+        assert panel.orders.item(row, 1).text() == order.side
+        assert float(panel.orders.item(row, 2).text()) == float(f"{order.size:.6g}")
+    assert first.orders, "a fresh ledger starts in cash: a long target is a buy order, a flat one is none"
+    assert saved[-1].endswith(f"orders-{first.asof}.csv")
+    lines = orders_csv.read_text().splitlines()
+    assert lines[0].startswith("asof,instrument,side,size") and len(lines) == 1 + len(first.orders)
+
+    revised_day = frame.index[100]  # inside the run's training period
+    for day in (3, 2, 1):  # each evening a newer export arrives; the first one also revises an old close
+        newer_frame = frame.iloc[: len(frame) - day + 1].copy()
+        if day == 3:
+            newer_frame.loc[revised_day, "close"] += 1.0
+        newer = export(newer_frame if day == 3 else newer_frame.iloc[-20:], tmp_path / f"download_{day}.csv")
+        with qtbot.waitSignal(panel.updated, timeout=60_000) as updated:
+            panel.start_update(data, newer)
+        update = updated.args[0]
+        assert update.added == 1
+        table = panel.update_dialog.revisions
+        if day == 3:
+            assert table.rowCount() == 1 and len(update.revised) == 1
+            assert [table.item(0, c).text() for c in range(3)] == [update.revised[0].instrument,
+                                                                    f"{revised_day:%Y-%m-%d}", "close"]
+            assert float(table.item(0, 4).text()) == float(f"{frame.loc[revised_day, 'close'] + 1.0:g}")
+            assert panel.update_dialog.warnings.isVisibleTo(panel.update_dialog)
+            assert run_id in panel.update_dialog.warnings.text() and "trained on 1 revised day" in \
+                panel.update_dialog.warnings.text()
+            assert panel.update_dialog.apply.isVisibleTo(panel.update_dialog)
+        else:
+            assert table.rowCount() == 0
+        panel.update_dialog.close()
+        issued = issue_signals(qtbot, panel)
+        assert issued.asof == f"{frame.index[-day]:%Y-%m-%d}" and issued.ledger_days == 1
+
+    expected = ledger_report(window.store, run_id)
+    assert expected["days"] == 4
+    x, paper = panel.paper_curve.getData()
+    _, backtest = panel.backtest_curve.getData()
+    np.testing.assert_array_equal(paper, expected["equity"])
+    np.testing.assert_array_equal(backtest, expected["backtest_equity"])
+    assert list(pd.to_datetime(x, unit="s").strftime("%Y-%m-%d")) == expected["dates"]
+    gap = float(re.search(r"Largest daily gap ([0-9.]+) bp", panel.gap_label.text()).group(1))
+    assert gap == round(expected["max_daily_gap_bps"], 4) and gap < 1.0
+    assert "agree within 1 bp" in panel.gap_label.text()
+    assert not panel.banner.isVisible()  # four days: no 20-day return to compare yet
+    heights = panel.gap_bars.opts["height"]
+    np.testing.assert_array_equal(heights, expected["gap_bps"])
+
+    window.docks["ledgerDock"].show()
+    window.docks["ledgerDock"].raise_()
+    window.resize(1400, 860)
+    qtbot.wait(50)  # let the dock lay out before the grab
+    window.grab().save(str(ROOT / "docs" / "screenshots" / "ledger.png"))
+
+
+def _ledger(store, bars, days: slice, reference: slice) -> str:
+    """A run whose recorded backtest (fully long over `reference`) is the band, and whose paper ledger is
+    fully long over `days` of the same instrument."""
+    cfg = BacktestConfig()
+    close, opens = bars.frame["close"], bars.frame["open"]
+    run_id = store.create_run("price", dataset="spx", fingerprint=bars.fingerprint, config={}, seed=0,
+                              device="cpu", status="finished")
+    ref = close.loc[reference]
+    result = run_backtest(ref, pd.Series(10.0, index=ref.index), cfg, opens=opens.loc[reference],
+                          instrument=bars.instrument)
+    store.add_backtest(run_id, dataset="spx", config=to_dict(cfg), metrics={}, baselines={},
+                       frame_json=backtest_frame_json(result))
+    live = close.loc[days]
+    PaperLedger(store, run_id, "spx").append(close, opens, pd.Series(10, index=live.index), cfg,
+                                             instrument=bars.instrument, checkpoint_sha256="")
+    store.mark_live(run_id, "spx")
+    return run_id
+
+
+def test_alarm_banner_when_live_returns_leave_the_backtest_band(qtbot, window):
+    bars = load_bars("spx")
+    store, panel = window.store, window.ledger_panel
+    calm = _ledger(store, bars, slice("2017-03-01", "2017-06-30"), slice("2016-07-01", "2017-12-31"))
+    crash = _ledger(store, bars, slice("2008-08-15", "2008-10-31"), slice("2016-07-01", "2017-12-31"))
+    window.docks["ledgerDock"].show()
+    window.docks["ledgerDock"].raise_()
+    panel.refresh()
+    rows = {panel.live.item(i).data(Qt.ItemDataRole.UserRole)[0]: i for i in range(panel.live.count())}
+
+    with qtbot.waitSignal(panel.shown) as shown:
+        panel.live.setCurrentRow(rows[crash])
+    alarm = ledger_report(store, crash)["alarm"]
+    assert shown.args[0]["run_id"] == crash and alarm["alarm"]
+    assert panel.banner.isVisible() and alarm["message"] in panel.banner.text()
+    assert "outside the backtest's 95% band" in panel.banner.text()
+
+    with qtbot.waitSignal(panel.shown):
+        panel.live.setCurrentRow(rows[calm])
+    assert not ledger_report(store, calm)["alarm"]["alarm"]
+    assert not panel.banner.isVisible()
