@@ -29,6 +29,10 @@ FEATURE_NAMES = FEATURE_SETS[FEATURE_SET]
 # student_t: (mu, sigma, nu) of it (negative log-likelihood); point: one value per horizon (TrainConfig.loss).
 HEADS = ("quantile", "student_t", "point")
 QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+# DataConfig.context: "none", the universe's equal-weight index, or a dataset name (an index the user picks)
+CONTEXTS = ("none", "equal_weight")
+CONTEXT_FEATURES = ("market_change", "market_path")  # the context index's vol-scaled return and its path
+TARGETS = ("own", "excess")  # DataConfig.target
 STRATEGY_INPUTS = ("distribution", "features")  # StrategyModelConfig.inputs
 STRATEGY_LOSSES = ("utility", "excess")  # StrategyLossConfig.kind
 
@@ -51,8 +55,17 @@ class DataConfig:
     val_end: str | None = None
     test_start: str | None = None
     feature_set: str = FEATURE_SET  # one of FEATURE_SETS; a record without it is "classic"
+    # Market context beside each instrument's own path (engine.data.context): one of CONTEXTS, or a dataset
+    # (an index the user picks); any but "none" adds CONTEXT_FEATURES channels to the inputs.
+    context: str = "none"
+    target: str = "own"  # one of TARGETS: "excess" learns the h-day return minus the universe's mean
 
     LEGACY: ClassVar[dict[str, Any]] = {"feature_set": "classic"}
+
+
+def n_features(data: DataConfig) -> int:
+    """Input channels a price network reads for `data`: its feature set plus any market-context channels."""
+    return len(FEATURE_SETS[data.feature_set]) + (len(CONTEXT_FEATURES) if data.context != "none" else 0)
 
 
 @dataclass
@@ -220,6 +233,8 @@ def override(cfg: T, **changes: Any) -> T:
 
 
 __all__ = [
+    "CONTEXTS",
+    "CONTEXT_FEATURES",
     "FEATURE_NAMES",
     "FEATURE_SET",
     "FEATURE_SETS",
@@ -234,6 +249,7 @@ __all__ = [
     "SEQ_LEN",
     "STRATEGY_INPUTS",
     "STRATEGY_LOSSES",
+    "TARGETS",
     "WINDOW",
     "BacktestConfig",
     "DataConfig",
@@ -243,6 +259,7 @@ __all__ = [
     "TrainConfig",
     "field",
     "from_dict",
+    "n_features",
     "override",
     "to_dict",
 ]

@@ -20,6 +20,7 @@ from engine.checkpoint import (
 )
 from engine.config import QUANTILES, DataConfig, PriceModelConfig, from_dict
 from engine.data import BarTable, WindowSet, build_windows, load_bars
+from engine.data.context import MarketContext, market_context
 from engine.events import CancelToken, Progress, run_to_end
 from engine.models import PriceNetwork, PriceOutput, output_quantiles
 from engine.models.ensemble import PriceEnsemble
@@ -41,6 +42,7 @@ class LoadedPriceModel:
     device: torch.device
     sources: list[str] = field(default_factory=list)  # the data it was trained on, as named then
     fingerprints: list[str] = field(default_factory=list)  # ... and as fingerprints of the bars
+    _context: MarketContext | None = field(default=None, repr=False)  # built on first use (model_context)
 
     @property
     def feature_dim(self) -> int:
@@ -158,11 +160,26 @@ def load_bars_as_trained(loaded: LoadedPriceModel, source: str | Path) -> BarTab
     return load_bars(source, adjust=loaded.data_cfg.adjust)
 
 
+def model_context(loaded: LoadedPriceModel) -> MarketContext | None:
+    """The market context the network reads (DataConfig.context), built once from today's bars: the
+    equal-weight index of the instruments it trained on (from its period's start), or the index dataset."""
+    cfg = loaded.data_cfg
+    if cfg.context != "none" and loaded._context is None:
+        tables = []
+        if cfg.context == "equal_weight":
+            tables = [load_bars(s, adjust=cfg.adjust) for s in loaded.sources]
+            tables = [replace(t, frame=t.frame.loc[cfg.start:]) for t in tables]
+        loaded._context = market_context(cfg.context, tables, cfg.adjust)
+    return loaded._context
+
+
 def model_windows(loaded: LoadedPriceModel, bars: BarTable | WindowSet) -> WindowSet:
-    """The bars cut into the windows and horizon the network reads (a WindowSet passes through)."""
+    """The bars cut into the windows and horizon the network reads, with its market context (a
+    WindowSet passes through)."""
     if isinstance(bars, WindowSet):
         return bars
-    return build_windows(bars, loaded.model_cfg.window, loaded.model_cfg.horizon, loaded.data_cfg.feature_set)
+    return build_windows(bars, loaded.model_cfg.window, loaded.model_cfg.horizon, loaded.data_cfg.feature_set,
+                         model_context(loaded))
 
 
 _OUTPUTS = ("prices", "features", "quantiles", "t_params")  # the PriceOutput fields gathered over batches
@@ -188,7 +205,7 @@ def outputs_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
                 parts.setdefault(name, []).append(getattr(out, name).double().cpu())
         yield Progress(min(i + BATCH, len(ends)), len(ends), message)
     if not parts:  # no windows: empty outputs of the head's shapes
-        probe = loaded.model(torch.zeros(1, ws.window, ws.daily.shape[1], device=loaded.device))
+        probe = loaded.model(torch.zeros(1, ws.window, ws.n_features, device=loaded.device))
         parts = {name: [getattr(probe, name).double().cpu()[:0]] for name in _OUTPUTS
                  if getattr(probe, name) is not None}
     return PriceOutput(aux_loss=torch.zeros(()), **{name: torch.cat(p) for name, p in parts.items()})
@@ -285,6 +302,7 @@ __all__ = [
     "is_run_id",
     "load_bars_as_trained",
     "load_price_model",
+    "model_context",
     "model_windows",
     "next_business_days",
     "outputs_progress",

@@ -15,11 +15,13 @@ from engine.config import (
     PRECISIONS,
     PRESETS,
     STRATEGY_LOSSES,
+    TARGETS,
     DataConfig,
     PriceModelConfig,
     StrategyLossConfig,
     StrategyModelConfig,
     TrainConfig,
+    n_features,
     override,
 )
 from engine.device import DEVICE_HELP
@@ -212,6 +214,11 @@ def _configure_train_price(parser: argparse.ArgumentParser) -> None:
                              "student_t: a Student-t of it (likelihood); point: one value (--loss)")
     parser.add_argument("--loss", choices=["mse", "mae", "huber"], default=TrainConfig.loss,
                         help="the point head's loss")
+    parser.add_argument("--context", default=DataConfig.context, metavar="none|equal_weight|DATASET",
+                        help="market context beside each instrument: none, the universe's equal-weight index, "
+                             "or an index dataset (sample name or file)")
+    parser.add_argument("--target", choices=TARGETS, default=DataConfig.target,
+                        help="own: each instrument's h-day log return; excess: it minus the universe's mean")
     _train_options(parser)
 
 
@@ -219,10 +226,10 @@ def _configure_train_price(parser: argparse.ArgumentParser) -> None:
 def run_train_price(args: argparse.Namespace) -> Output:
     from engine.training.price import train_price
 
-    model_cfg: PriceModelConfig = parse_overrides(args.overrides, override(PRESETS[args.preset], head=args.head),
-                                                  "--set")
+    data_cfg = replace(_data_cfg(args), context=args.context, target=args.target)
+    model_cfg: PriceModelConfig = parse_overrides(
+        args.overrides, override(PRESETS[args.preset], head=args.head, n_features=n_features(data_cfg)), "--set")
     store = open_store(args)
-    data_cfg = _data_cfg(args)
     return _train(args, store, "price", lambda train_cfg, token: train_price(
         args.data, model_cfg=model_cfg, data_cfg=data_cfg, train_cfg=replace(train_cfg, loss=args.loss),
         store=store, resume=args.resume, cancel=token))

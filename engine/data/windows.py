@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from engine.config import FEATURE_SET, HORIZON, WINDOW
+from engine.config import FEATURE_SET, HORIZON, TARGETS, WINDOW
+from engine.data.context import MarketContext, universe_mean_returns
 from engine.data.features import daily_features, ewma_volatility, feature_mask
 from engine.data.io import BarTable, DataImportError
 
@@ -32,6 +33,9 @@ class WindowSet:
     horizon: int = HORIZON
     ends: np.ndarray | None = None  # [N] days e with a full window; default all e >= window-1
     feature_set: str = FEATURE_SET
+    # Market context (engine.data.context): two more input channels, the index's vol-scaled change and its
+    # path log(I_t / I_e) / sigma^I_e; `mask` then has two more entries.
+    context: MarketContext | None = None
     sigma: np.ndarray = field(init=False, repr=False)  # [T] ewma_volatility of close (NaN on day 0)
     _blocks32: np.ndarray = field(init=False, repr=False)  # [T-window+1, window, 11] strided view
     _close_blocks: np.ndarray = field(init=False, repr=False)  # [T-window+1, window] log close view
@@ -48,6 +52,10 @@ class WindowSet:
         self.sigma = ewma_volatility(self.close)
         daily32 = self.daily.astype(np.float32)
         daily32[:, :4] = self.daily[:, :4] - self._log_close[:, None]
+        if self.context is not None:  # the change as a daily column; the path is made per window in inputs
+            change, self._ctx_level, self._ctx_sigma = self.context.channels(self.dates)
+            daily32 = np.column_stack([daily32, change, np.zeros(len(change))]).astype(np.float32)
+            self._ctx_blocks = sliding_window_view(self._ctx_level, self.window)
         daily32 *= self.mask.astype(np.float32)  # a masked column reads 0 (not 0 - log close) in every window
         self._blocks32 = sliding_window_view(daily32, (self.window, daily32.shape[1]))[:, 0]
         self._close_blocks = sliding_window_view(self._log_close, self.window)
@@ -55,6 +63,11 @@ class WindowSet:
 
     def __len__(self) -> int:
         return len(self.close)
+
+    @property
+    def n_features(self) -> int:
+        """Input channels of a window: the feature set's plus any context channels."""
+        return self._blocks32.shape[-1]
 
     def inputs(self, ends: np.ndarray) -> np.ndarray:
         """[n, window, n_features] float32; OHLC as log(p / close_e) (vol_scaled: / sigma_e), so a
@@ -68,6 +81,9 @@ class WindowSet:
         x[..., :4] += path.astype(np.float32)[..., None] * self.mask[:4].astype(np.float32)
         if self.feature_set != "classic":
             x[..., :4] /= self.sigma[ends, None, None].astype(np.float32)
+        if self.context is not None:  # NaN before the index starts: 0, like a missing value
+            ctx = (self._ctx_blocks[starts] - self._ctx_level[ends, None]) / self._ctx_sigma[ends, None]
+            x[..., -1] = np.nan_to_num(ctx, nan=0.0, posinf=0.0, neginf=0.0) * self.mask[-1]
         return x
 
     def targets(self, ends: np.ndarray) -> np.ndarray:
@@ -95,7 +111,7 @@ class WindowSet:
 
 
 def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON,
-                  feature_set: str = FEATURE_SET) -> WindowSet:
+                  feature_set: str = FEATURE_SET, context: MarketContext | None = None) -> WindowSet:
     needed = window + horizon + 1
     if len(bars.frame) < needed:
         raise DataImportError(bars.source, None, None, f"too little history: {len(bars.frame)} bars, "
@@ -103,8 +119,17 @@ def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON,
                               "1 next-day return)")
     return WindowSet(instrument=bars.instrument, dates=pd.DatetimeIndex(bars.frame.index),
                      close=bars.frame["close"].to_numpy(dtype=np.float64),
-                     daily=daily_features(bars.frame, feature_set), mask=feature_mask(bars, feature_set),
-                     window=window, horizon=horizon, feature_set=feature_set)
+                     daily=daily_features(bars.frame, feature_set), mask=_mask(bars, feature_set, context),
+                     window=window, horizon=horizon, feature_set=feature_set, context=context)
+
+
+def _mask(bars: BarTable, feature_set: str, context: MarketContext | None) -> np.ndarray:
+    """feature_mask, with the two context channels (0 when the index has no day up to this bars' last)."""
+    mask = feature_mask(bars, feature_set)
+    if context is None:
+        return mask
+    known = float(np.isfinite(context.aligned(pd.DatetimeIndex(bars.frame.index[-1:]))[0]).all())
+    return np.r_[mask, known, known].astype(np.float32)
 
 
 def targets_to_prices(targets: np.ndarray, last_close: np.ndarray | float) -> np.ndarray:
@@ -178,14 +203,21 @@ def sequence_starts(ends: np.ndarray, seq_len: int, n_days: int | None = None) -
 class PooledWindows:
     """Several instruments as one dataset; an item is a (set index, end day) pair."""
 
-    def __init__(self, sets: list[WindowSet]) -> None:
+    def __init__(self, sets: list[WindowSet], target: str = "own") -> None:
         if not sets:
             raise ValueError("PooledWindows needs at least one WindowSet")
-        shapes = {(ws.window, ws.horizon, ws.feature_set, ws.daily.shape[1]) for ws in sets}
+        shapes = {(ws.window, ws.horizon, ws.feature_set, ws.n_features) for ws in sets}
         if len(shapes) > 1:
             raise ValueError(f"pooled sets differ in (window, horizon, feature set, features): {sorted(shapes)}")
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; choose one of {list(TARGETS)}")
         self.sets = list(sets)
-        self.window, self.horizon = sets[0].window, sets[0].horizon
+        self.window, self.horizon, self.target = sets[0].window, sets[0].horizon, target
+        self._market: dict[int, np.ndarray] | None = None  # id(set) -> [T_k, H] the universe's mean h-day return
+        if target == "excess":
+            own = [ws.targets(np.arange(len(ws))) for ws in self.sets]
+            calendar, mean = universe_mean_returns([ws.dates for ws in self.sets], own)
+            self._market = {id(ws): mean[calendar.get_indexer(ws.dates)].astype(np.float32) for ws in self.sets}
 
     @staticmethod
     def pairs(ends_per_set: list[np.ndarray]) -> np.ndarray:
@@ -208,7 +240,7 @@ class PooledWindows:
         return out
 
     def inputs(self, items: np.ndarray) -> np.ndarray:
-        shape = (self.window, self.sets[0].daily.shape[1])
+        shape = (self.window, self.sets[0].n_features)
         return self._gather(items, WindowSet.inputs, shape, np.float32)
 
     def targets(self, items: np.ndarray) -> np.ndarray:
@@ -217,12 +249,22 @@ class PooledWindows:
     def scaled_targets(self, items: np.ndarray) -> np.ndarray:
         return self._gather(items, WindowSet.scaled_targets, (self.horizon,), np.float64)
 
+    def fit_targets(self, items: np.ndarray) -> np.ndarray:
+        """[n, horizon] what the network learns, in log returns: the own h-day return, or (target
+        "excess") it minus the universe's mean h-day return that day (engine.data.context)."""
+        own = self.targets(items)
+        if self._market is None:
+            return own
+        market = self._gather(items, lambda ws, ends: self._market[id(ws)][ends],
+                              (self.horizon,), np.float64)
+        return own - market
+
     def units(self, items: np.ndarray) -> np.ndarray:
         return self._gather(items, WindowSet.units, (self.horizon,), np.float64)
 
     def masks(self, items: np.ndarray) -> np.ndarray:
         fetch = lambda ws, ends: np.broadcast_to(ws.mask, (len(ends), len(ws.mask)))
-        return self._gather(items, fetch, (self.sets[0].daily.shape[1],), np.float32)
+        return self._gather(items, fetch, (self.sets[0].n_features,), np.float32)
 
     def next_returns(self, items: np.ndarray) -> np.ndarray:
         return self._gather(items, WindowSet.next_returns, (), np.float64)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.config import FEATURE_SETS, HEADS, QUANTILES, DataConfig, PriceModelConfig, TrainConfig
+from engine.config import FEATURE_SETS, HEADS, QUANTILES, TARGETS, DataConfig, PriceModelConfig, TrainConfig, n_features
 from engine.data import (
     BarTable,
     CutDates,
@@ -31,6 +31,7 @@ from engine.data import (
     recorded_cut_dates,
     split_json,
 )
+from engine.data.context import market_context
 from engine.events import CancelToken, Event, Finished, Progress
 from engine.losses import pinball_loss, price_loss, student_t_nll
 from engine.models import PriceOutput, build_price_model, output_quantiles
@@ -61,9 +62,12 @@ class PriceData:
 
 
 def price_windows(tables: list[BarTable], cfg: DataConfig) -> PooledWindows:
-    """The tables cut to cfg's period and windowed, pooled."""
+    """The tables cut to cfg's period and windowed (with cfg's market context beside each), pooled with
+    cfg's target (own or excess h-day returns)."""
     tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
-    return PooledWindows([build_windows(t, cfg.window, cfg.horizon, cfg.feature_set) for t in tables])
+    context = market_context(cfg.context, tables, cfg.adjust)
+    return PooledWindows([build_windows(t, cfg.window, cfg.horizon, cfg.feature_set, context) for t in tables],
+                         target=cfg.target)
 
 
 def price_cut_dates(pooled: PooledWindows, cfg: DataConfig) -> CutDates:
@@ -153,7 +157,7 @@ class PriceStage(TrainStage):
     def __init__(self, prepared: PriceData, loss_kind: str, head: str) -> None:
         self.data, self.loss_kind, self.head = prepared, loss_kind, head
         val = prepared.split.val
-        self.val_targets = prepared.pooled.targets(val)
+        self.val_targets = prepared.pooled.fit_targets(val)
         self.val_units = prepared.units(val)
         self.val_close = window_closes(prepared.pooled, val)
 
@@ -166,7 +170,7 @@ class PriceStage(TrainStage):
 
     def batch(self, positions: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         items = self.data.split.train[positions]
-        y = (self.data.pooled.targets(items) / self.data.units(items)).astype(np.float32)
+        y = (self.data.pooled.fit_targets(items) / self.data.units(items)).astype(np.float32)
         return *self.tensors(items, device), to_device(y, device)
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor, Tensor]
@@ -228,9 +232,11 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
         raise ValueError(f"unknown price head {model_cfg.head!r}; choose one of {list(HEADS)}")
     if data_cfg.feature_set not in FEATURE_SETS:
         raise ValueError(f"unknown feature set {data_cfg.feature_set!r}; choose one of {sorted(FEATURE_SETS)}")
-    if model_cfg.n_features != len(FEATURE_SETS[data_cfg.feature_set]):
-        raise ValueError(f"model n_features {model_cfg.n_features} differs from the {data_cfg.feature_set!r} "
-                         f"feature set's {len(FEATURE_SETS[data_cfg.feature_set])}")
+    if data_cfg.target not in TARGETS:
+        raise ValueError(f"unknown target {data_cfg.target!r}; choose one of {list(TARGETS)}")
+    if model_cfg.n_features != n_features(data_cfg):
+        raise ValueError(f"model n_features {model_cfg.n_features} differs from the {n_features(data_cfg)} input "
+                         f"channels of the {data_cfg.feature_set!r} feature set with context {data_cfg.context!r}")
     if resume and recorded_cut_dates(data_cfg) is None:
         raise ValueError(f"run {resume} was recorded before calendar cut dates: resuming it would train "
                          "on another split than it started with; start a new run instead")

@@ -35,14 +35,17 @@ from PySide6.QtWidgets import (
 )
 
 from engine.config import (
+    CONTEXTS,
     HEADS,
     PRECISIONS,
     PRESETS,
+    TARGETS,
     DataConfig,
     PriceModelConfig,
     StrategyLossConfig,
     StrategyModelConfig,
     TrainConfig,
+    n_features,
     override,
 )
 from engine.data.io import BarTable, DataImportError
@@ -141,6 +144,11 @@ class DataPage(QWizardPage):
                       toolTip=f"YYYY-MM-DD: the last day a {part} target may reach, for every instrument; "
                               "empty: from the fractions of the pooled calendar")
             for part in ("training", "validation"))
+        self.context = combo(list(CONTEXTS) + [source for _, source in sources],
+                             "Market context beside each instrument: none, the equal-weight index of the chosen "
+                             "instruments, or an index dataset (its return and path in its own volatility)")
+        self.target = combo(list(TARGETS), "own: each instrument's h-day return; excess: it minus the mean "
+                                           "of the chosen instruments that day (for ranking a universe)")
         self.timeline = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.timeline.setMouseEnabled(x=False, y=False)
         self.timeline.setMinimumHeight(90)
@@ -178,6 +186,8 @@ class DataPage(QWizardPage):
         form.addRow("Test fraction", self.test_fraction)
         form.addRow("Training ends", self.train_end)
         form.addRow("Validation ends", self.val_end)
+        form.addRow("Market context", self.context)
+        form.addRow("Target", self.target)
         top = QHBoxLayout()
         top.addWidget(self.datasets, 1)
         top.addLayout(form, 1)
@@ -240,7 +250,8 @@ class DataPage(QWizardPage):
         start, end = self.period()
         return DataConfig(val_fraction=self.val_fraction.value(), test_fraction=self.test_fraction.value(),
                           start=start, end=end, train_end=self.train_end.text().strip() or None,
-                          val_end=self.val_end.text().strip() or None)
+                          val_end=self.val_end.text().strip() or None, context=self.context.currentText(),
+                          target=self.target.currentText())
 
     def _update_preview(self) -> None:
         """The first dataset's closes, with the window ends the engine's own split puts in validation
@@ -640,11 +651,12 @@ class TrainWizard(QWizard):
     def request(self) -> TrainRequest:
         data, model, compute = self.data_page, self.model_page, self.compute_page
         stage = self.stage_page.stage()
+        data_cfg = data.data_config()
         return TrainRequest(
             datasets=data.checked(), stage=stage,
             price_run=self.stage_page.price_run.currentData() if stage == "strategy" else None,
-            data=data.data_config(),
-            price_model=model.price_config(), strategy_model=model.strategy_config(),
+            data=data_cfg, price_model=override(model.price_config(), n_features=n_features(data_cfg)),
+            strategy_model=model.strategy_config(),
             strategy_loss=model.strategy_loss_config(), train=compute.config(model.loss.currentText()),
             processes=compute.processes.value())
 
@@ -658,7 +670,7 @@ class TrainWizard(QWizard):
                  "precision": c.precision, "batch_size": c.batch_size, "grad_accum": c.grad_accum,
                  "epochs": c.epochs, "max_steps": c.max_steps, "patience": c.patience, "lr": c.lr,
                  "seed": c.seed, "threads": c.threads, "processes": c.processes, "val_fraction": d.val_fraction,
-                 "test_fraction": d.test_fraction}
+                 "test_fraction": d.test_fraction, "context": d.context, "target": d.target}
         names.update({f"stage_{k}": b for k, b in self.stage_page.buttons.items()})
         return names
 
