@@ -5,7 +5,7 @@ Conventions (CLI.md): global `--db PATH` and `--json` before or after the comman
 one handler returning an Output, registered with @command next to its parser set-up.
 """
 
-from engine.cli import data, train, results, evaluate, explain, live  # noqa: F401, I001  (registers the commands, in help order)
+from engine.cli import data, train, results, portfolio, evaluate, explain, live  # noqa: F401, I001  (registers the commands, in help order)
 from engine.cli.core import (
     COMMANDS, EXIT_BAD_INPUT, EXIT_BUG, EXIT_CANCELLED, EXIT_OK, BadInput, Command, Output,
     ProgressBar, UsageError, build_parser, command, jsonable, main, open_store,

@@ -152,8 +152,14 @@ def run_export(args: argparse.Namespace) -> Output:
     from engine.jobs.backtest import export_backtest_signals
 
     store = open_store(args)
+    record = store.get_backtest(args.backtest)
     try:
-        path, rows = export_backtest_signals(store, args.backtest, args.out)
+        if record is not None and record["config"].get("kind") == "portfolio":  # long format, one row per name
+            from engine.jobs.portfolio import export_portfolio_backtest
+
+            path, rows = export_portfolio_backtest(store, record, args.out)
+        else:
+            path, rows = export_backtest_signals(store, args.backtest, args.out)
     except (ValueError, OSError) as exc:
         raise BadInput(str(exc)) from None
     return Output({"path": str(path), "rows": rows}, f"wrote {rows} rows to {path}")
