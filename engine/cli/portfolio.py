@@ -28,13 +28,18 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ashare-rules", action="store_true")
     parser.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD")
     parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD")
+    parser.add_argument("--walk-forward", type=int, metavar="FOLDS",
+                        help="retrain the price run on expanding folds and trade each fold's block with its own "
+                             "model (--start/--end do not apply)")
+    parser.add_argument("--walk-forward-fraction", type=float, default=0.5, metavar="F",
+                        help="share of the history the walk-forward blocks cover (default %(default)s)")
 
 
 @command("backtest-portfolio", "backtest a universe as a portfolio of a run's forecasts", _configure)
 def run_backtest_portfolio(args: argparse.Namespace) -> Output:
     from engine.cli.train import TrainingProgress, cancel_on_sigint
     from engine.events import run_to_end
-    from engine.jobs.portfolio import portfolio_job
+    from engine.jobs.portfolio import portfolio_job, portfolio_walk_forward_job
     from engine.portfolio.construct import PortfolioConfig
 
     cfg = BacktestConfig(fill=args.fill, cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
@@ -46,9 +51,13 @@ def run_backtest_portfolio(args: argparse.Namespace) -> Output:
             pcfg = PortfolioConfig(method=args.method, top_k=args.top_k, rebalance=args.rebalance, band=args.band,
                                    max_weight=args.max_weight, min_cash=args.min_cash,
                                    max_turnover=args.max_turnover)
+            if args.walk_forward is not None:
+                job = portfolio_walk_forward_job(args.run, args.data, folds=args.walk_forward, pcfg=pcfg, cfg=cfg,
+                                                 store=store, fraction=args.walk_forward_fraction, cancel=token)
+            else:
+                job = portfolio_job(args.run, args.data, pcfg=pcfg, cfg=cfg, store=store, cancel=token)
             with TrainingProgress("backtest-portfolio") as progress:
-                record = run_to_end(portfolio_job(args.run, args.data, pcfg=pcfg, cfg=cfg, store=store,
-                                                  cancel=token), progress)
+                record = run_to_end(job, progress)
         except ValueError as exc:
             raise BadInput(str(exc)) from None
     if record.status != "finished":
@@ -58,7 +67,7 @@ def run_backtest_portfolio(args: argparse.Namespace) -> Output:
     metrics, baselines = row["metrics"], row["baselines"]
     data = {"backtest_id": record.backtest_id, "run_id": record.run_id, "dataset": record.dataset,
             "period": list(record.period), "in_sample": record.config["in_sample"], "metrics": metrics,
-            "baselines": baselines, "risk": metrics.get("risk")}
+            "baselines": baselines, "risk": metrics.get("risk"), "walk_forward": record.config.get("walk_forward")}
     lines = [f"portfolio backtest {record.backtest_id}: {record.dataset} {record.period[0]} .. {record.period[1]} "
              f"({pcfg.method}, fill {metrics['fill']})"]
     lines += [f"  {name:<14} total {m['total_return']:7.1%}  Sharpe {m['sharpe'] or float('nan'):5.2f}"

@@ -42,3 +42,44 @@ def test_backtest_portfolio_on_us12_and_export(tmp_path):
     assert (csv["run_id"] == price["run_id"]).all()
     assert csv.groupby("date")["weight"].sum().max() <= 1 + 1e-9
     assert csv.loc[csv["rebalance"] == 1, "weight"].max() <= 0.3 + 1e-9  # held weights drift between decisions
+
+
+def test_walk_forward_portfolio_never_trains_on_a_day_it_trades(tmp_path):
+    """Two expanding folds on us12: each fold's price run ends its data the day before its block, the
+    blocks follow each other, and every decision day of the stitched book lies inside some block."""
+    from engine.store import RunStore
+    from engine.training.recipe import RunRecipe
+
+    db = tmp_path / "runs.db"
+    price = call(db, "train-price", "--data", "us12:AAPL", "--data", "us12:BAC", "--start", "2012-01-01",
+                 "--preset", "tiny", *TINY, "--max-steps", "3", "--batch-size", "16", "--seed", "1")
+    out = call(db, "backtest-portfolio", "--run", price["run_id"], "--data", "us12", "--method", "topk",
+               "--top-k", "3", "--rebalance", "5", "--walk-forward", "2", "--walk-forward-fraction", "0.1")
+    folds = out["walk_forward"]
+    assert len(folds) == 2 and folds[0]["end"] < folds[1]["start"]
+    store = RunStore(db)
+    for fold in folds:
+        (run,) = fold["runs"]
+        assert run != price["run_id"]
+        data = RunRecipe.from_record(store.get_run(run)).data
+        assert data.end == fold["trained_to"] < fold["start"]  # the data stop before the block
+        trained = {k: v for k, v in _dates(store.get_run(run)["config"]).items() if not k.endswith("test_start")}
+        assert max(trained.values()) <= fold["trained_to"], trained  # resolved cut dates included
+    signals = tmp_path / "wf.csv"
+    call(db, "export-signals", "--backtest", out["backtest_id"], "--out", str(signals))
+    decided = pd.read_csv(signals, encoding="utf-8-sig").query("rebalance == 1")["date"].unique()
+    inside = [any(f["start"] <= day <= f["end"] for f in folds) for day in decided]
+    assert len(decided) > 10 and all(inside)
+    assert out["period"][0] == folds[0]["start"] and not out["in_sample"]
+
+
+def _dates(config: dict) -> dict:
+    """Every recorded date of a run's config (cut dates resolved at training included), by dotted key;
+    test_start is the first day after the data, not one trained on."""
+    found = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            found.update({f"{key}.{k}": v for k, v in _dates(value).items()})
+        elif isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+            found[key] = value
+    return found
