@@ -83,8 +83,11 @@ def rolling_job(model_ref: str, data: str, *, every: int, start: str, end: str |
         if price.status == "finished" and recipe.kind == "strategy":
             fold = yield from run_strategy(replace(cut_at(recipe, cut), price_run=price.run_id),
                                            store=store, cancel=cancel)
-        if fold.status != "finished":
-            store.finish_run(rolling_id, fold.status, error=fold.error)
+        if fold.status != "finished":  # the retrains made so far stay listed under the rolling run
+            runs = [price.run_id] + ([fold.run_id] if fold is not price else [])
+            stopped = {"train_end": cut, "start": f"{ws.dates[block[0]]:%Y-%m-%d}", "end": None,
+                       "runs": [r for r in runs if r]}
+            store.finish_run(rolling_id, fold.status, error=fold.error, metrics={"blocks": [*done, stopped]})
             return RollingReport(fold.status, rolling_id, done, {}, {})
         if recipe.kind == "strategy":
             loaded = load_strategy_model(fold.run_id, store)

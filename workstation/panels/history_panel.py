@@ -96,6 +96,26 @@ def _row(key: tuple[str, str], cells: list[tuple[str, object]]) -> list[QStandar
     return items
 
 
+def tree_parents(runs: list[dict]) -> dict[str, str | None]:
+    """Each run's parent row: its parent_run, else the rolling run whose blocks list it (a retrain's
+    lineage is recorded there: source -> rolling -> retrains)."""
+    parents = {r["run_id"]: r["parent_run"] for r in runs}
+    for record in runs:
+        if record["kind"] == "rolling":
+            for block in (record["metrics"] or {}).get("blocks", []):
+                parents.update({child: record["run_id"] for child in block["runs"] if parents.get(child, "") is None})
+    return parents
+
+
+def _depth(run_id: str, parents: dict[str, str | None]) -> int:
+    """Rows above a run in the tree (parents are added before their children)."""
+    depth, seen = 0, {run_id}
+    while (run_id := parents.get(run_id)) in parents and run_id not in seen:
+        depth += 1
+        seen.add(run_id)
+    return depth
+
+
 class HistoryPanel(QWidget):
     """Every run, backtest and export in the SQLite history."""
 
@@ -208,7 +228,8 @@ class HistoryPanel(QWidget):
         self.model.removeRows(0, self.model.rowCount())
         runs = self.store.list_runs()
         rows: dict[str, QStandardItem] = {}
-        for record in sorted(runs, key=lambda r: r["kind"] != "price"):  # parents before children
+        parents = tree_parents(runs)
+        for record in sorted(runs, key=lambda r: _depth(r["run_id"], parents)):  # parents before children
             m_text, m_sort = _key_metrics(record["kind"], record["metrics"] or {})
             d_text, d_sort = _duration(record["started"], record["ended"])
             row = _row(("run", record["run_id"]), [
@@ -216,7 +237,7 @@ class HistoryPanel(QWidget):
                 (record["status"], record["status"]), (dataset_name(record["dataset"]), record["dataset"]),
                 (_model_text(record), _model_text(record)), (m_text, m_sort),
                 (record["started"].replace("T", " ")[:19], record["started"]), (d_text, d_sort)])
-            (rows.get(record["parent_run"]) or self.model.invisibleRootItem()).appendRow(row)
+            (rows.get(parents[record["run_id"]]) or self.model.invisibleRootItem()).appendRow(row)
             rows[record["run_id"]] = row[0]
         for backtest in self.store.list_backtests():
             self._add_backtest(backtest, rows.get(backtest["run_id"]) or self.model.invisibleRootItem())
