@@ -136,13 +136,8 @@ def cross_section(pred: np.ndarray, realised: np.ndarray, min_names: int = 5) ->
     IC, then their means over dates, icir = mean / std of the daily IC (rank_icir likewise), and the
     mean realised return of the top minus the bottom quintile by prediction (ties share a rank, so a
     flat day has no quintiles). Dates with fewer than min_names instruments are skipped."""
-    p, r = np.asarray(pred, dtype=np.float64), np.asarray(realised, dtype=np.float64)
-    if p.ndim != 2 or p.shape != r.shape:
-        raise ValueError(f"cross_section needs pred and realised [dates, instruments]; got {p.shape}, {r.shape}")
-    ok = np.isfinite(p) & np.isfinite(r)
+    p, r, ok = _cross_days(pred, realised, min_names)
     n = ok.sum(1)
-    ok &= (n >= max(min_names, MIN_DAYS))[:, None]
-    p, r = np.where(ok, p, np.nan), np.where(ok, r, np.nan)
     ic, rank_ic = row_pearson(p, r), row_rank_pearson(p, r)
     ranks, k = average_ranks(p), np.maximum(n // 5, 1)[:, None]
     top, bottom = ok & (ranks > n[:, None] - k), ok & (ranks <= k)
@@ -150,6 +145,34 @@ def cross_section(pred: np.ndarray, realised: np.ndarray, min_names: int = 5) ->
     return {"days": int(ok.any(1).sum()), "rank_ic": float(_mean(rank_ic)), "ic": float(_mean(ic)),
             "icir": _ir(ic), "rank_icir": _ir(rank_ic),
             "top_minus_bottom": float(_mean(group_mean(top) - group_mean(bottom)))}
+
+
+def _cross_days(pred: np.ndarray, realised: np.ndarray, min_names: int) -> tuple[np.ndarray, ...]:
+    """(pred, realised, ok) [D, N] NaN outside ok: both defined on a day with >= min_names such pairs."""
+    p, r = np.asarray(pred, dtype=np.float64), np.asarray(realised, dtype=np.float64)
+    if p.ndim != 2 or p.shape != r.shape:
+        raise ValueError(f"cross_section needs pred and realised [dates, instruments]; got {p.shape}, {r.shape}")
+    ok = np.isfinite(p) & np.isfinite(r)
+    ok &= (ok.sum(1) >= max(min_names, MIN_DAYS))[:, None]
+    return np.where(ok, p, np.nan), np.where(ok, r, np.nan), ok
+
+
+def daily_rank_ic(pred: np.ndarray, realised: np.ndarray, min_names: int = 5) -> np.ndarray:
+    """[D] the rank IC of each day across instruments (NaN on days cross_section skips): rolling IC charts."""
+    p, r, _ = _cross_days(pred, realised, min_names)
+    return row_rank_pearson(p, r)
+
+
+def cross_section_rows(pred: np.ndarray, realised: np.ndarray, horizons: Sequence[int] | None = None,
+                       min_names: int = 5) -> list[dict[str, Any]]:
+    """cross_section per horizon of pred, realised [D, N, H] (pred may be [D, N]: one score for all
+    horizons, as a factor is): [{"h", "days", "rank_ic", "ic", "icir", "rank_icir", "top_minus_bottom"}]."""
+    r = np.asarray(realised, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    if p.ndim == 2:
+        p = np.broadcast_to(p[..., None], r.shape)
+    labels = list(horizons) if horizons is not None else list(range(1, r.shape[2] + 1))
+    return [{"h": int(h), **cross_section(p[..., i], r[..., i], min_names)} for i, h in enumerate(labels)]
 
 
 def _ir(daily: np.ndarray) -> float:
@@ -304,7 +327,5 @@ def evaluate_forecasts(instruments: Mapping[str, tuple[np.ndarray, np.ndarray]],
         p, r = (np.asarray(a, dtype=np.float64) for a in panel)
         if p.ndim == 2:
             p, r = p[..., None], r[..., None]
-        labels = list(horizons) if horizons is not None else list(range(1, p.shape[2] + 1))
-        section = {"horizons": [{"h": int(h), **cross_section(p[..., i], r[..., i], min_names)}
-                                for i, h in enumerate(labels)]}  # a handful of horizons
+        section = {"horizons": cross_section_rows(p, r, horizons, min_names)}
     return {"instruments": report, "pooled": pooled_scores(report), "cross_section": section}

@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from engine.baselines import baseline_quantiles
+from engine.config import DataConfig
 from engine.data import BarTable, WindowSet
 from engine.device import select_device
-from engine.evaluation import BAND_LEVELS, evaluate_forecasts
+from engine.evaluation import BAND_LEVELS, cross_section_rows, daily_rank_ic, evaluate_forecasts
 from engine.events import CancelToken, Event, Progress
+from engine.factors import Panel, factor_scores, lgbm_scores
 from engine.forecast import LoadedPriceModel, forecast_quantiles, load_bars_as_trained, model_windows
 from engine.jobs.backtest import Source, Training, held_out_start, load_source
 from engine.store import RunStore
@@ -127,8 +129,8 @@ def _unique_name(name: str, dataset: str, taken: dict[str, Any]) -> str:
     return name if name not in taken else f"{name} ({dataset})"
 
 
-def _panel(scored: list[Scored]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(pred, realised) [dates, instruments, H] on the union of the evaluation days; None when
+def _panel(scored: list[Scored]) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray] | None:
+    """(calendar, pred, realised [dates, instruments, H]) on the union of the evaluation days; None when
     there are too few instruments for a cross-section."""
     if len(scored) < CROSS_SECTION_MIN:
         return None
@@ -140,7 +142,35 @@ def _panel(scored: list[Scored]) -> tuple[np.ndarray, np.ndarray] | None:
     for k, s in enumerate(scored):
         rows = calendar.get_indexer(s.dates)
         pred[rows, k], realised[rows, k] = s.pred, s.realised
-    return pred, realised
+    return calendar, pred, realised
+
+
+def cross_section_baselines(history: Panel, calendar: pd.DatetimeIndex, pred: np.ndarray, realised: np.ndarray,
+                            cfg: DataConfig) -> dict[str, Any]:
+    """Beside the model's cross-section on the same days and instruments (where it forecast): the simple
+    factors, LightGBM on hand-made factors (trained on the run's train days, early-stopped on its
+    validation days; null for a run without cut dates) and the model's daily rank IC per horizon.
+    history: every instrument's full bars on one calendar (the factors need a year before the first day)."""
+    rows = history.dates.get_indexer(calendar)
+    forecast = np.isfinite(pred[..., 0])
+    on_days = lambda score: np.where(forecast, score[rows], np.nan)
+    factors = {name: {"horizons": cross_section_rows(on_days(score), realised, min_names=CROSS_SECTION_MIN)}
+               for name, score in factor_scores(history).items()}
+    lightgbm = None
+    if cfg.train_end and cfg.val_end:
+        h, pos = realised.shape[2], np.arange(len(history.dates))
+        last_train, last_val = (history.dates.searchsorted(pd.Timestamp(d), side="right") - 1
+                                for d in (cfg.train_end, cfg.val_end))
+        score = np.isin(pos, rows)
+        boosted, rounds = lgbm_scores(history, h, pos + h <= last_train, (pos > last_train + h) & (pos + h <= last_val),
+                                      score)
+        lightgbm = {"horizons": cross_section_rows(np.where(forecast[..., None], boosted[rows], np.nan), realised,
+                                                   min_names=CROSS_SECTION_MIN), "rounds": rounds}
+    daily = {"dates": [f"{d:%Y-%m-%d}" for d in calendar],
+             "rank_ic": {str(i + 1): [None if not np.isfinite(v) else float(v)
+                                      for v in daily_rank_ic(pred[..., i], realised[..., i], CROSS_SECTION_MIN)]
+                         for i in range(realised.shape[2])}}
+    return {"factors": factors, "lightgbm": lightgbm, "daily": daily}
 
 
 def evaluate_job(model_ref: str, data: list[str] | None = None, *, store: RunStore,
@@ -156,12 +186,14 @@ def evaluate_job(model_ref: str, data: list[str] | None = None, *, store: RunSto
         loaded.model.to(loaded.device)
     datasets = list(data) if data else default_datasets(model_ref, src, store)
     work = []  # (dataset, windows, days, in_sample)
+    volumes = []  # each instrument's volume (NaN where the file has none), for LightGBM's factors
     for dataset in datasets:
         bars = load_bars_as_trained(loaded, dataset)
         ws = model_windows(loaded, bars)
         boundary = out_of_sample_start(loaded, bars)
         days = evaluation_days(ws, boundary, start, end)
         work.append((dataset, ws, days, boundary is not None and ws.dates[days[0]] < boundary))
+        volumes.append(bars.frame["volume"].to_numpy(dtype=np.float64))
     total, done = sum(len(days) for _, _, days, _ in work), 0
     scored: list[Scored] = []
     for dataset, ws, days, in_sample in work:
@@ -180,9 +212,15 @@ def evaluate_job(model_ref: str, data: list[str] | None = None, *, store: RunSto
         model_q = None if any(q is None for q in q_chunks) else np.concatenate(q_chunks)
         scored.append(Scored(name, dataset, ws.dates[days], np.concatenate(chunks), ws.targets(days),
                              bool(in_sample), references, model_q))
-    figures = evaluate_forecasts({s.name: (s.pred, s.realised) for s in scored}, _panel(scored),
+    panel = _panel(scored)
+    figures = evaluate_forecasts({s.name: (s.pred, s.realised) for s in scored}, panel and panel[1:],
                                  min_names=CROSS_SECTION_MIN, quantiles={s.name: s.quantiles for s in scored},
                                  references={s.name: s.references for s in scored}, levels=BAND_LEVELS)
+    if panel is not None:
+        yield Progress(total, total, "cross-sectional baselines: factors and LightGBM")
+        history = Panel.from_series([s.name for s in scored], [ws.dates for _, ws, _, _ in work],
+                                    [ws.close for _, ws, _, _ in work], volumes)
+        figures["cross_section"].update(cross_section_baselines(history, *panel, loaded.data_cfg))
     instruments = {s.name: {"dataset": s.dataset, "period": s.period, "in_sample": s.in_sample,
                             **figures["instruments"][s.name]} for s in scored}
     return EvaluationReport("finished", src.run_id, src.price.sha256, datasets, instruments,
@@ -193,6 +231,7 @@ __all__ = [
     "EVAL_BATCH",
     "EvaluationReport",
     "Scored",
+    "cross_section_baselines",
     "default_datasets",
     "evaluate_job",
     "evaluation_days",

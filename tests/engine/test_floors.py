@@ -16,7 +16,7 @@ FLOORS = {  # a package's floor holds every module inside it
     "engine.models": 2, "engine.losses": 2,
     "engine.portfolio": 3,
     "engine.forecast": 3, "engine.policy": 3, "engine.backtest": 3, "engine.evaluation": 3, "engine.explain": 3,
-    "engine.baselines": 3, "engine.ledger": 3,
+    "engine.baselines": 3, "engine.ledger": 3, "engine.factors": 3,
     "engine.training": 4,
     "engine.jobs": 5,
     "engine.cli": 6, "engine.__main__": 6,
