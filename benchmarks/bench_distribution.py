@@ -1,11 +1,13 @@
 """Distribution forecasts against the volatility baselines on held-out US series (issue 13's reference table).
 
-Run: .venv/bin/python benchmarks/bench_distribution.py [--start 2009-01-01] [--run RUN]
-Per bundled US series, forecast days from --start (the calendar test split): pinball skill of EWMA
-and GARCH(1,1)-t against climatology and their 80 % band coverage (h = 1 and 7), then a 10 bps
-backtest of the 10 % volatility target beside buy and hold. With --run (a price run trained with
-calendar cut dates, e.g. `train-price --data spx --data aapl --data goog --val-end 2008-12-31`),
-the network's rows come from the evaluate job and appear once its forecasts carry quantiles.
+Run: .venv/bin/python benchmarks/bench_distribution.py [--start 2009-01-01] [--run RUN | --steps N] [--db FILE]
+Per bundled US series, forecast days from --start (the calendar test split): pinball skill (10/50/90 %
+quantiles) against climatology and 80 % band coverage at h = 1 and 7 of EWMA, GARCH(1,1)-t and, with a
+model, the price network on the same days; then 10 bps backtests from --start: the 10 % volatility target
+and buy and hold, and with a model its follow-the-forecast strategy and the analytic mean-variance policy
+on its 1-day median and band sigma. The model is --run RUN (a quantile price run), or with --steps N a
+tiny quantile network trained here for N steps on the three series, validated on the two years before
+--start (recorded in --db, so a later call can pass --run).
 """
 
 from __future__ import annotations
@@ -21,28 +23,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.backtest import run_backtest
 from engine.baselines import baseline_quantiles
-from engine.config import HORIZON, BacktestConfig
+from engine.config import HORIZON, PRESETS, BacktestConfig, DataConfig, TrainConfig, n_features, override
 from engine.data import load_bars
 from engine.evaluation import BAND_LEVELS, coverage, pinball, pinball_skill
+from engine.events import run_to_end
+from engine.forecast import LoadedPriceModel, forecast_quantiles, load_bars_as_trained, load_price_model, model_windows
+from engine.jobs.backtest import backtest_job
+from engine.store import RunStore
+from engine.training.price import train_price
 
 US = ("spx", "aapl", "goog")
 REFERENCE = (0.1, 0.5, 0.9)  # the reference table's pinball levels
 PICK = [BAND_LEVELS.index(q) for q in REFERENCE]
 
 
-def baseline_rows(name: str, start: str) -> list[dict]:
-    frame = load_bars(name).frame
-    close, dates = frame["close"].to_numpy(), frame.index
-    days = np.flatnonzero(dates >= pd.Timestamp(start))
+def distribution_rows(name: str, start: str, loaded: LoadedPriceModel | None) -> list[dict]:
+    """EWMA, GARCH-t (and the model's) pinball skill vs climatology and 80 % coverage, on the days
+    from `start` that every forecaster covers (the model's windows when there is one)."""
+    if loaded is None:
+        frame = load_bars(name).frame
+        close, dates = frame["close"].to_numpy(), frame.index
+        days = np.flatnonzero(dates >= pd.Timestamp(start))
+        ws = None
+    else:
+        ws = model_windows(loaded, load_bars_as_trained(loaded, name))
+        close, dates = ws.close, ws.dates
+        days = ws.ends[ws.dates[ws.ends] >= pd.Timestamp(start)]
     realised = np.full((len(days), HORIZON), np.nan)
     for h in range(1, HORIZON + 1):  # seven horizons
         ok = days + h < len(close)
         realised[ok, h - 1] = np.log(close[days[ok] + h] / close[days[ok]])
     q = baseline_quantiles(close, dates, days, BAND_LEVELS)
-    both = np.where(np.isfinite(q["garch"]).all(-1) & np.isfinite(q["climatology"]).all(-1), realised, np.nan)
+    if ws is not None:
+        q["model"] = forecast_quantiles(loaded, ws, days).quantile_returns
+    finite = np.logical_and.reduce([np.isfinite(v).all(-1) for v in q.values()])
+    both = np.where(finite, realised, np.nan)
     ref = pinball(q["climatology"][..., PICK], both, REFERENCE)
     rows = []
-    for model in ("ewma", "garch"):
+    for model in [m for m in ("model", "ewma", "garch") if m in q]:
         skill = pinball_skill(pinball(q[model][..., PICK], both, REFERENCE), ref)
         cover = coverage(q[model], both, BAND_LEVELS)["0.8"]
         rows.append({"series": name, "model": model, "skill_h1": skill[0], "skill_h7": skill[6],
@@ -61,39 +79,57 @@ def vol_target_row(name: str, start: str) -> dict:
             "max_dd_ratio": target["max_drawdown"] / held["max_drawdown"]}
 
 
-def model_rows(run: str, start: str) -> list[dict]:
-    from engine.events import run_to_end
-    from engine.jobs.evaluate import evaluate_job
-    from engine.store import RunStore
+def strategy_rows(name: str, start: str, run: str, store: RunStore) -> list[dict]:
+    """The model's backtest from `start` at 10 bps: its strategy (follow the forecast for a price run),
+    the analytic policy and the volatility target, each beside buy and hold."""
+    record = run_to_end(backtest_job(run, name, cfg=BacktestConfig(cost_bps=10, start=start), store=store))
+    result = record.result
+    held = result.baselines["buy_and_hold"]
+    paths = {"model": result.metrics, **{k: result.baselines.get(k) for k in ("analytic", "vol_target")}}
+    return [{"series": name, "strategy": k, "sharpe": m["sharpe"], "sharpe_buy_and_hold": held["sharpe"],
+             "max_dd": m["max_drawdown"], "max_dd_buy_and_hold": held["max_drawdown"]}
+            for k, m in paths.items() if m is not None]
 
-    report = run_to_end(evaluate_job(run, list(US), store=RunStore(), start=start))
-    rows = []
-    for name, inst in report.instruments.items():
-        h1, h7 = inst["horizons"][0], inst["horizons"][-1]
-        if h1.get("pinball_skill") is None:
-            print(f"{name}: the run forecasts no quantiles (a point head): no model rows")
-            continue
-        rows += [{"series": name, "vs": k, "skill_h1": h1["pinball_skill"][k], "skill_h7": h7["pinball_skill"][k],
-                  "cov80_h1": h1["coverage"]["0.8"], "cov80_h7": h7["coverage"]["0.8"]}
-                 for k in ("climatology", "ewma", "garch")]
-    return rows
+
+def train_model(steps: int, start: str, store: RunStore) -> str:
+    """A tiny quantile network on the three series: validation the two years before `start`, training before."""
+    val_end = f"{pd.Timestamp(start) - pd.offsets.BDay(1):%Y-%m-%d}"
+    train_end = f"{pd.Timestamp(start) - pd.DateOffset(years=2) - pd.offsets.BDay(1):%Y-%m-%d}"
+    data_cfg = DataConfig(train_end=train_end, val_end=val_end)
+    model_cfg = override(PRESETS["tiny"], head="quantile", n_features=n_features(data_cfg))
+    train_cfg = TrainConfig(epochs=1000, max_steps=steps, batch_size=16, eval_every=max(1, steps // 4),
+                            device="cpu", precision="fp32", seed=0)
+    final = run_to_end(train_price(list(US), model_cfg=model_cfg, data_cfg=data_cfg, train_cfg=train_cfg,
+                                   store=store))
+    if final.status != "finished":
+        raise SystemExit(f"training {final.status}: {final.error}")
+    print(f"trained {final.run_id}: {steps} steps, training to {train_end}, validation to {val_end} "
+          f"(in {store.path})")
+    return final.run_id
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="2009-01-01")
-    parser.add_argument("--run", help="a price run to score beside the baselines")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", help="a quantile price run to score beside the baselines")
+    source.add_argument("--steps", type=int, help="train a tiny quantile network for this many steps first")
+    parser.add_argument("--db", help="the run history (default: the app's)")
     args = parser.parse_args()
+    store = RunStore(args.db) if args.db else RunStore()
+    run = train_model(args.steps, args.start, store) if args.steps else args.run
+    loaded = load_price_model(run, store) if run else None
     pd.set_option("display.float_format", "{:.3f}".format)
-    print(f"Baselines from {args.start}: pinball skill vs climatology (10/50/90 % quantiles), 80 % coverage")
-    print(pd.DataFrame([r for name in US for r in baseline_rows(name, args.start)]).to_string(index=False))
+    print(f"From {args.start}: pinball skill vs climatology (10/50/90 % quantiles), 80 % coverage"
+          + (f"; model {run}" if run else ""))
+    print(pd.DataFrame([r for name in US for r in distribution_rows(name, args.start, loaded)]).to_string(index=False))
     print("\nVolatility target 10 % (EWMA) vs buy and hold, 10 bps, next-open fill")
     print(pd.DataFrame([vol_target_row(name, args.start) for name in US]).to_string(index=False))
-    if args.run:
-        rows = model_rows(args.run, args.start)
-        if rows:
-            print(f"\nModel {args.run}: pinball skill vs each baseline, 80 % coverage")
-            print(pd.DataFrame(rows).to_string(index=False))
+    if run:
+        print(f"\nModel {run} from {args.start}, 10 bps, next-open fill: its strategy (follow the forecast), "
+              "the analytic policy on its distribution, the volatility target; each beside buy and hold")
+        print(pd.DataFrame([r for name in US for r in strategy_rows(name, args.start, run, store)])
+              .to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """What the price network says: its next-7-closes path from the latest bar and from any earlier day
-the user clicks, with the closes that actually followed and the error per horizon.
+the user clicks, with the closes that actually followed and the error per horizon; a fan of its
+50/80/90 % bands around the forecast shown, and once evaluated a reliability plot (nominal vs observed
+coverage of those bands on the test period).
 
 A forecast reads one window, so it runs on the UI thread; checkpoints are loaded once per run and
 windows once per dataset (both cached), so switching back and forth costs nothing.
@@ -28,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from engine.config import HORIZON
 from engine.data import BarTable, WindowSet
+from engine.evaluation import BANDS
 from engine.forecast import (
     Forecast,
     LoadedPriceModel,
@@ -37,7 +40,7 @@ from engine.forecast import (
     model_windows,
 )
 from engine.store import RunStore
-from workstation.charts import PriceChart
+from workstation.charts import PriceChart, style_axes
 from workstation.panels.evaluation_table import EvaluationView
 from workstation.panels.layout import column, panel_layout, split
 from workstation.theme import Palette
@@ -45,6 +48,8 @@ from workstation.theme import Palette
 FUTURE_BARS = HORIZON  # the chart leaves room for the forecast after the last bar
 VISIBLE_BARS = 160
 COLUMNS = ["h", "Date", "Predicted", "Change", "Actual", "Error", "Naive error"]
+FAN_ALPHA = "2e"  # per band; the bands nest, so the 50 % band is three layers deep, the 90 % band's rim one
+RELIABILITY_HORIZONS = (1, 7)
 NAIVE_TIP = ("The naive forecast \"tomorrow = today\": the close of the forecast day for every horizon. "
              "A model worth using beats its error.")
 
@@ -98,15 +103,25 @@ class ForecastPanel(QWidget):
         self.table_title = QLabel()
         fixed_lines(self.table_title, 2)  # the title's length changes on a pick; its height must not
         self.evaluation = EvaluationView(store, with_button=True)
+        self.reliability = ReliabilityPlot(palette)
         self._layout()
         self.model.currentIndexChanged.connect(self._on_model)
         self.dataset.currentIndexChanged.connect(self._on_dataset)
         self.latest_button.clicked.connect(lambda: self.pick(None))
         self.chart.scene().sigMouseClicked.connect(self._on_click)
+        self.evaluation.reported.connect(self._show_reliability)
+        self.evaluation.instrument.currentIndexChanged.connect(self._show_reliability)
         self.refresh()
 
     def _build_items(self) -> None:
         p, plot = self.palette_, self.chart.price_plot
+        brush = pg.mkBrush(p.accent + FAN_ALPHA)
+        self.fan: dict[str, tuple[pg.PlotCurveItem, pg.PlotCurveItem]] = {}  # band -> (lower, upper) edges
+        for band in BANDS:  # edges stay off the plot: only the fill between them is drawn
+            lower, upper = pg.PlotCurveItem(), pg.PlotCurveItem()
+            plot.addItem(pg.FillBetweenItem(lower, upper, brush=brush))
+            self.fan[band] = (lower, upper)
+        fan_sample = pg.BarGraphItem(x=[], height=[], width=1, brush=brush, pen=None)  # the legend's swatch
         self.latest_curve = plot.plot(pen=pg.mkPen(p.accent, width=2), symbol="o", symbolSize=5,
                                       symbolBrush=p.accent, symbolPen=None)
         self.picked_curve = plot.plot(pen=pg.mkPen(p.series[1], width=2), symbol="o", symbolSize=5,
@@ -119,7 +134,7 @@ class ForecastPanel(QWidget):
         legend = plot.addLegend(offset=(10, 10), brush=pg.mkBrush(p.base + "d0"))
         for curve, name in ((self.latest_curve, "forecast from the latest bar"),
                             (self.picked_curve, "forecast from the picked day"),
-                            (self.actual_curve, "actual closes")):
+                            (self.actual_curve, "actual closes"), (fan_sample, "50 / 80 / 90 % bands")):
             legend.addItem(curve, name)
 
     def _layout(self) -> None:
@@ -129,7 +144,7 @@ class ForecastPanel(QWidget):
         top.addWidget(QLabel("Dataset"))
         top.addWidget(self.dataset, 1)
         top.addWidget(self.latest_button)
-        side = column(self.table_title, (self.table, 1), (self.evaluation, 1))
+        side = column(self.table_title, (self.table, 1), (self.evaluation, 1), self.reliability)
         panel_layout(self, top, self.status, body=split(self.chart, side, [900, 420]))
 
     def chart_widget(self) -> QWidget:
@@ -236,6 +251,7 @@ class ForecastPanel(QWidget):
         if source is None:
             return
         self.evaluation.set_request(self._model_ref(), [source])
+        self._show_reliability()
         try:
             loaded = self.loaded()
             bars = self._bars(source)
@@ -287,10 +303,28 @@ class ForecastPanel(QWidget):
         x = index + np.arange(len(fc.prices) + 1, dtype=float)
         curve.setData(x, np.r_[self.ws.close[index], fc.prices])
 
+    def _draw_fan(self, fc: Forecast | None, index: int | None) -> None:
+        """The bands of forecast `fc` from the close of day `index`, into the edges made once (empty
+        for a point head, which forecasts no quantiles)."""
+        for band, (lower, upper) in self.fan.items():
+            levels = [f"{level:g}" for level in BANDS[band]]
+            if fc is None or index is None or not all(level in fc.quantiles for level in levels):
+                lower.setData([], [])
+                upper.setData([], [])
+                continue
+            x = index + np.arange(len(fc.prices) + 1, dtype=float)
+            for edge, level in zip((lower, upper), levels):
+                edge.setData(x, np.r_[self.ws.close[index], fc.quantiles[level]])
+
+    @Slot()
+    def _show_reliability(self) -> None:
+        self.reliability.show_rows(self.evaluation.rows())
+
     def _fill_table(self) -> None:
         ws, fc = self.ws, self.picked or self.latest
         index = self.picked_index if self.picked is not None else (len(ws.dates) - 1 if ws else None)
         self.actual_curve.setData([], [])
+        self._draw_fan(fc, index)
         if fc is None:
             self.table_title.setText("No forecast")
             self.table.clearContents()
@@ -330,6 +364,47 @@ class ForecastPanel(QWidget):
     def set_palette(self, palette: Palette) -> None:
         self.palette_ = palette
         self.chart.set_palette(palette)
+        self.reliability.set_palette(palette)
+
+
+class ReliabilityPlot(pg.PlotWidget):
+    """Observed against nominal coverage of the 50/80/90 % bands at RELIABILITY_HORIZONS, from the
+    evaluate report's rows: on the diagonal when the bands are calibrated, below it when too narrow."""
+
+    def __init__(self, palette: Palette, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("reliabilityPlot")
+        self.setFixedHeight(190)
+        self.setMenuEnabled(False)
+        plot = self.getPlotItem()
+        plot.hideButtons()
+        plot.setMouseEnabled(x=False, y=False)
+        plot.setTitle("Band coverage on the test period")
+        plot.setLabel("bottom", "nominal")
+        plot.setLabel("left", "observed")
+        self.diagonal = plot.plot([0.4, 1.0], [0.4, 1.0])
+        plot.addLegend(offset=(8, 4))
+        self.points = {h: plot.plot(name=f"h = {h}") for h in RELIABILITY_HORIZONS}
+        self.set_palette(palette)
+
+    def show_rows(self, rows: list[dict]) -> None:
+        """One point per band and horizon; none without a report or for a point head (no coverage)."""
+        nominal = np.array([float(band) for band in BANDS])
+        for h, curve in self.points.items():
+            coverage = next((row.get("coverage") for row in rows if row["h"] == h), None) or {}
+            observed = np.array([np.nan if coverage.get(band) is None else coverage[band] for band in BANDS])
+            ok = np.isfinite(observed)
+            curve.setData(nominal[ok], observed[ok])
+
+    def set_palette(self, palette: Palette) -> None:
+        self.setBackground(palette.base)
+        style_axes(self.getPlotItem(), palette)
+        self.diagonal.setPen(pg.mkPen(palette.text, width=1, style=Qt.PenStyle.DashLine))
+        for colour, curve in zip(palette.series, self.points.values()):
+            curve.setPen(pg.mkPen(colour, width=1))
+            curve.setSymbol("o")
+            curve.setSymbolBrush(colour)
+            curve.setSymbolPen(None)
 
 
 def fixed_lines(label: QLabel, lines: int) -> None:

@@ -1,4 +1,5 @@
-"""Live view of a training job: losses, gradient norms, learning rate, progress, cancel, failures.
+"""Live view of a training job: losses, gradient norms, learning rate, a distributional head's
+validation pinball loss and band coverage, progress, cancel, failures.
 
 Events only append to buffers; a ~10 Hz timer pushes the buffers into curves created once, so the
 UI thread never redraws per step (per-step redraws slowed training 2.5-7x, docs/ENVIRONMENT).
@@ -39,6 +40,8 @@ MAX_POINTS = 5000  # per curve; beyond it older points are merged (min/max), see
 TOTAL = "total"
 GRAD_PREFIX = "grad:"
 EXPLODING_RATIO = 50.0  # a grad norm this many times the run's median so far is called exploding
+COVERAGE = (50, 80, 90)  # the validation bands a quantile or Student-t head reports (EvalEvent metrics)
+VAL_METRICS = ("pinball", *(f"coverage_{pct}" for pct in COVERAGE))  # absent for a point head
 
 
 class DecimatedSeries:
@@ -132,7 +135,7 @@ class _Series:
 
     def __init__(self) -> None:
         self.train = DecimatedSeries(["loss", "lr", TOTAL])
-        self.val = DecimatedSeries(["val_loss"])
+        self.val = DecimatedSeries(["val_loss", *VAL_METRICS])
         self.best: tuple[int, float] | None = None
         self.last_step = 0
 
@@ -218,17 +221,20 @@ class TrainingPanel(QWidget):
     def _build_plots(self) -> None:
         p = self.palette_
         self.plots = pg.GraphicsLayoutWidget()
-        self.loss_plot = self.plots.addPlot(row=0, col=0, title="Loss")
-        self.grad_plot = self.plots.addPlot(row=1, col=0, title="Gradient norm")
-        self.lr_plot = self.plots.addPlot(row=2, col=0, title="Learning rate")
-        for plot in (self.loss_plot, self.grad_plot, self.lr_plot):
+        self.loss_plot = self.plots.addPlot(row=0, col=0, colspan=2, title="Loss")
+        self.grad_plot = self.plots.addPlot(row=1, col=0, colspan=2, title="Gradient norm")
+        self.lr_plot = self.plots.addPlot(row=2, col=0, colspan=2, title="Learning rate")
+        self.pinball_plot = self.plots.addPlot(row=3, col=0, title="Validation pinball")
+        self.coverage_plot = self.plots.addPlot(row=3, col=1, title="Validation coverage (50 / 80 / 90 %)")
+        for plot in self._plots():
             style_axes(plot, p, grid=False)  # a grid overlaps the curves: every update repaints the axes
             plot.getAxis("left").setWidth(56)
             plot.hideButtons()
-        self.lr_plot.setLabel("bottom", "step")
-        for plot in (self.loss_plot, self.grad_plot):  # x is shared; one labelled axis is cheaper to paint
+        for plot in (self.pinball_plot, self.coverage_plot):
+            plot.setLabel("bottom", "step")
+        for plot in (self.loss_plot, self.grad_plot, self.lr_plot):  # x is shared; labelled once, at the bottom
             plot.getAxis("bottom").setStyle(showValues=False)
-        link_x([self.loss_plot, self.grad_plot, self.lr_plot])
+        link_x(self._plots())
         self.loss_plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(p.base + "d0"))
         self.train_curve = self.loss_plot.plot(pen=pg.mkPen(p.accent, width=1), name="train")
         self.train_curve.setOpacity(0.35)
@@ -240,7 +246,19 @@ class TrainingPanel(QWidget):
                                                symbolPen=pg.mkPen(p.text), name="best checkpoint")
         self.grad_curves: dict[str, pg.PlotDataItem] = {TOTAL: self.grad_plot.plot(pen=pg.mkPen(p.accent))}
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen(p.series[2], width=2))
+        self.pinball_curve = self.pinball_plot.plot(pen=pg.mkPen(p.series[1], width=2), symbol="o", symbolSize=5,
+                                                    symbolBrush=p.series[1], symbolPen=None)
+        self.coverage_curves: dict[int, pg.PlotDataItem] = {}
+        for pct, colour in zip(COVERAGE, p.series):
+            pen = pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine)
+            self.coverage_plot.addItem(pg.InfiniteLine(pct / 100, angle=0, pen=pen))  # where calibrated
+            self.coverage_curves[pct] = self.coverage_plot.plot(pen=pg.mkPen(colour, width=2), symbol="o",
+                                                                symbolSize=5, symbolBrush=colour, symbolPen=None)
+        self.coverage_plot.setYRange(0.3, 1.0, padding=0.02)
         self.stop_lines: list[pg.InfiniteLine] = []
+
+    def _plots(self) -> list[pg.PlotItem]:
+        return [self.loss_plot, self.grad_plot, self.lr_plot, self.pinball_plot, self.coverage_plot]
 
     def _layout(self) -> None:
         top = QHBoxLayout()
@@ -329,7 +347,8 @@ class TrainingPanel(QWidget):
 
     @Slot(object)
     def _on_eval(self, e: EvalEvent) -> None:
-        self.data.val.append(e.step, {"val_loss": e.val_loss})
+        shown = {k: e.metrics[k] for k in VAL_METRICS if k in e.metrics}
+        self.data.val.append(e.step, {"val_loss": e.val_loss, **shown})
         if e.is_best:
             self.data.best = (e.step, e.val_loss)
         self._mark_dirty()
@@ -436,6 +455,9 @@ class TrainingPanel(QWidget):
         smooth = pd.Series(loss).ewm(alpha=1 - weight, adjust=False).mean().to_numpy() if weight else loss
         self.smooth_curve.setData(steps, smooth)
         self.val_curve.setData(*d.val.column("val_loss"))
+        self.pinball_curve.setData(*d.val.column("pinball"), connect="finite")
+        for pct, curve in self.coverage_curves.items():
+            curve.setData(*d.val.column(f"coverage_{pct}"), connect="finite")
         self.best_marker.setData([d.best[0]] if d.best else [], [d.best[1]] if d.best else [])
         for name in d.grad_names():
             curve = self._grad_curve(name)
@@ -451,7 +473,7 @@ class TrainingPanel(QWidget):
     def set_palette(self, palette: Palette) -> None:
         self.palette_ = palette
         self.plots.setBackground(palette.base)
-        for plot in (self.loss_plot, self.grad_plot, self.lr_plot):
+        for plot in self._plots():
             style_axes(plot, palette, grid=False)
 
 
