@@ -304,13 +304,18 @@ def _train(args: argparse.Namespace, store: Any, label: str,
 
 
 def _bad_input_guard(job: Generator[Event, None, R]) -> Generator[Event, None, R]:
-    """Jobs raise ValueError for bad input before their first event: report it as exit 2."""
-    try:
-        first = next(job)
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
-    yield first
-    return (yield from job)
+    """Jobs raise ValueError for bad input before their run is recorded (RunStarted; a job may say
+    it is loading the data first): report it as exit 2."""
+    while True:
+        try:
+            event = next(job)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        except StopIteration as end:
+            return end.value
+        yield event
+        if isinstance(event, (RunStarted, Finished)):
+            return (yield from job)
 
 
 # ---------------------------------------------------------------- runs

@@ -20,7 +20,7 @@ import torch
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.config import DataConfig, PriceModelConfig, TrainConfig, from_dict, override
 from engine.data import build_windows, load_bars, split_json
-from engine.events import CancelToken, Finished, StepEvent
+from engine.events import CancelToken, Finished, RunStarted, StepEvent
 from engine.forecast import forecast, forecast_many, load_price_model
 from engine.store import RunStore
 from engine.training.price import prepare_price_data, price_metrics, train_price
@@ -169,6 +169,11 @@ def test_non_finite_loss_marks_the_run_failed_with_its_step(tmp_path):
     assert store.get_run(done.run_id)["error"] == done.error
 
 
+def started(events: list) -> RunStarted:
+    """The run's RunStarted (a price job says it is loading the data first)."""
+    return next(e for e in events if isinstance(e, RunStarted))
+
+
 def _model_state(path: str) -> dict:
     return load_checkpoint(path)["model"]
 
@@ -181,7 +186,7 @@ def test_resume_continues_to_the_uninterrupted_result(trained, tmp_path):
     assert first[-1].status == "cancelled"
     resumed = list(train_price([], model_cfg=PriceModelConfig(), data_cfg=DataConfig(),
                                train_cfg=TrainConfig(device="cpu"), store=store, resume=run_id))
-    assert resumed[0].resumed_from_step == 5 and resumed[-1].status == "finished"
+    assert started(resumed).resumed_from_step == 5 and resumed[-1].status == "finished"
     assert resumed[-1].run_id == run_id and resumed[-1].metrics == full[-1].metrics
     a, b = _model_state(full[-1].last_checkpoint), _model_state(resumed[-1].last_checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -219,7 +224,7 @@ def test_kill_9_then_reopen_marks_interrupted_and_resume_works(tmp_path):
     assert record["status"] == "interrupted"
     events = list(train_price([], model_cfg=TINY, data_cfg=DATA, train_cfg=TrainConfig(device="cpu"),
                               store=store, resume=record["run_id"]))
-    assert events[0].resumed_from_step == 4
+    assert started(events).resumed_from_step == 4
     assert events[-1].status == "finished" and events[-1].step == 30
     assert store.get_run(record["run_id"])["status"] == "finished"
     assert [s for s, _ in store.metric_series(record["run_id"], "train/loss")] == list(range(1, 31))

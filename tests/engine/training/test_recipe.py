@@ -43,7 +43,8 @@ def test_yield_from_a_training_job_gives_its_finished_record(price_run, tmp_path
     done, record = run_to_end(two_stage_like(), events.append)
     assert isinstance(done, Finished) and done.status == "finished" and done.step == 8
     assert record["status"] == "finished" and done.metrics == price_run[1].metrics  # same seed
-    assert isinstance(events[0], RunStarted) and events[-1] == done
+    assert isinstance(events[0], Progress) and events[0].message.startswith("Loading")  # news at once
+    assert isinstance(events[2], RunStarted) and events[-1] == done
 
 
 def test_recipe_round_trips_through_the_recorded_config_and_rebuilds_the_run(price_run):
@@ -75,7 +76,7 @@ def test_resume_run_continues_an_interrupted_run_to_the_uninterrupted_result(pri
     store.finish_run(first.run_id, "interrupted")  # as a crash leaves it
     events = []
     resumed = run_to_end(resume_run(store, first.run_id), events.append)
-    assert events[0].resumed_from_step == 3
+    assert next(e for e in events if isinstance(e, RunStarted)).resumed_from_step == 3
     assert resumed.run_id == first.run_id and resumed.status == "finished"
     assert resumed.metrics == full.metrics
     assert store.get_run(first.run_id)["status"] == "finished"
