@@ -25,7 +25,7 @@ from engine.config import (
     override,
 )
 from engine.device import DEVICE_HELP
-from engine.events import CancelToken, EvalEvent, Event, Finished, RunStarted, StepEvent, run_to_end
+from engine.events import CancelToken, EvalEvent, Event, Finished, Progress, RunStarted, StepEvent, run_to_end
 from engine.store import STATUSES
 
 R = TypeVar("R")
@@ -133,16 +133,20 @@ class TrainingProgress:
     job starts (a walk-forward starts one per fold); drawn only on a terminal."""
 
     def __init__(self, label: str) -> None:
-        self.label, self.bar, self.last_val = label, None, ""
+        self.label, self.bar, self.last_val, self.step = label, None, "", 0
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             self.close()
             self.bar = ProgressBar(event.total_steps, f"{self.label} {event.run_id}")
+            self.step = event.resumed_from_step
         elif isinstance(event, StepEvent) and self.bar is not None:
+            self.step = event.step
             self.bar.update(event.step, f"loss {event.loss:.4g} {self.last_val}")
         elif isinstance(event, EvalEvent):
             self.last_val = f"val {event.val_loss:.4g}"
+        elif isinstance(event, Progress) and self.bar is not None:  # encoding features, a validation pass
+            self.bar.update(self.step, f"{event.message} {event.done:,}/{event.total:,}")
 
     def close(self) -> None:
         if self.bar is not None:
