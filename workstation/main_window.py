@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 import engine
 from engine.events import Finished
 from engine.jobs.backtest import BacktestRecord, export_backtest_signals
+from engine.jobs.portfolio import export_portfolio_backtest
 from engine.jobs.resume import resume_run
 from engine.store import RunStore
 from workstation import theme
@@ -42,6 +43,7 @@ from workstation.panels.explain_panel import ExplainPanel
 from workstation.panels.forecast_panel import ForecastPanel
 from workstation.panels.history_panel import HistoryPanel
 from workstation.panels.ledger_panel import LedgerPanel
+from workstation.panels.portfolio_panel import PortfolioPanel
 from workstation.panels.training_panel import TrainingPanel
 from workstation.resume_prompt import ResumePrompt, runs_to_offer
 from workstation.status import StatusBar
@@ -95,12 +97,14 @@ class MainWindow(QMainWindow):
         self.equity_panel = EquityPanel(self.palette_)
         self.history_panel = HistoryPanel(self.store, self.palette_)
         self.explain_panel = ExplainPanel(self.store, self.palette_)
+        self.portfolio_panel = PortfolioPanel(self.store, self.palette_)
         self.ledger_panel = LedgerPanel(self.store, self.palette_, self.history_panel.current_run,
                                         self.data_panel.current_source)
         for name, title, panel in (("forecastDock", "Forecast", self.forecast_panel),
                                    ("positionsDock", "Positions and regimes", self.positions_panel),
                                    ("explainDock", "Explain", self.explain_panel),
                                    ("equityDock", "Equity", self.equity_panel),
+                                   ("portfolioDock", "Portfolio", self.portfolio_panel),
                                    ("historyDock", "History", self.history_panel),
                                    ("ledgerDock", "Ledger", self.ledger_panel)):
             self.add_panel(name, title, panel, tabify_with="dataDock")
@@ -244,7 +248,9 @@ class MainWindow(QMainWindow):
 
     def start_backtest(self, request: BacktestRequest) -> None:
         kind = f"Walk-forward ({request.folds} folds)" if request.folds else "Backtest"
-        self._start_job(request.job(self.store), f"{kind} of {request.source} on {request.data}", "equityDock")
+        kind += " of a portfolio" if request.portfolio else ""
+        self._start_job(request.job(self.store), f"{kind} of {request.source} on {request.data}",
+                        "portfolioDock" if request.portfolio else "equityDock")
 
     def resume_run(self, run_id: str) -> None:
         record = self.store.get_run(run_id)
@@ -268,15 +274,20 @@ class MainWindow(QMainWindow):
 
     def show_backtest(self, backtest_id: str, bring_forward: bool = True) -> None:
         """Fill the Positions and Equity panels from a recorded backtest; it becomes the one exported
-        and the one shown again after a relaunch."""
-        view = load_view(self.store, backtest_id, self.data_panel.bars)
-        self.positions_panel.show_backtest(view)
-        self.equity_panel.show_backtest(view)
+        and the one shown again after a relaunch. A portfolio backtest opens in the Portfolio panel."""
+        record = self.store.get_backtest(backtest_id)
+        portfolio = record is not None and record["config"].get("kind") == "portfolio"
+        if portfolio:
+            self.portfolio_panel.show_backtest(backtest_id)
+        else:
+            view = load_view(self.store, backtest_id, self.data_panel.bars)
+            self.positions_panel.show_backtest(view)
+            self.equity_panel.show_backtest(view)
         self.backtest_id = backtest_id
         QSettings().setValue(LAST_BACKTEST_KEY, backtest_id)
         self.actions_["export_signals"].setEnabled(True)
         if bring_forward:
-            self.docks["equityDock"].raise_()
+            self.docks["portfolioDock" if portfolio else "equityDock"].raise_()
 
     def restore_session(self) -> None:
         """The backtest the panels showed when the workstation was last closed, if it still exists."""
@@ -308,7 +319,11 @@ class MainWindow(QMainWindow):
         if not path:
             return
         try:
-            written, rows = export_backtest_signals(self.store, self.backtest_id, path)
+            record = self.store.get_backtest(self.backtest_id)
+            if record is not None and record["config"].get("kind") == "portfolio":  # long format, a row per name
+                written, rows = export_portfolio_backtest(self.store, record, path)
+            else:
+                written, rows = export_backtest_signals(self.store, self.backtest_id, path)
         except (OSError, ValueError) as error:
             QMessageBox.warning(self, "Export failed", str(error))
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 import pyqtgraph as pg
 from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.jobs.backtest import load_backtest_frame
+from engine.jobs.portfolio import load_portfolio_frames
 from engine.store import RunStore
 from workstation.charts import LegendPlot, style_axes
 from workstation.panels.history_details import (
@@ -114,6 +116,13 @@ def _depth(run_id: str, parents: dict[str, str | None]) -> int:
         depth += 1
         seen.add(run_id)
     return depth
+
+
+def backtest_equity(record: dict) -> pd.Series:
+    """A backtest's equity by date: a portfolio's book, else the single-instrument strategy's."""
+    if record["config"].get("kind") == "portfolio":
+        return load_portfolio_frames(record)[0]["equity"]
+    return load_backtest_frame(record)["strategy_equity"]
 
 
 class HistoryPanel(QWidget):
@@ -344,11 +353,10 @@ class HistoryPanel(QWidget):
                 steps, values = np.asarray(self.store.metric_series(run_id, name), dtype=float).T
                 self._curve(self.loss_widget, steps, values, f"{run_label(self.store.get_run(run_id))} {name}", i)
         records = [self.store.get_backtest(b) for b in backtests]
-        frames = [load_backtest_frame(r) for r in records]
-        start = max((f.index[0] for f in frames), default=None)
-        for i, (record, frame) in enumerate(zip(records, frames)):
-            equity = frame["strategy_equity"]
-            if start <= frame.index[-1]:  # overlapping: rebased to 1 on the first day they all have
+        curves = [backtest_equity(r) for r in records]
+        start = max((c.index[0] for c in curves), default=None)
+        for i, (record, equity) in enumerate(zip(records, curves)):
+            if start <= equity.index[-1]:  # overlapping: rebased to 1 on the first day they all have
                 equity = equity.loc[start:] / equity.loc[start:].iloc[0]
             else:  # disjoint periods: each from 1 at its own start
                 equity = equity / equity.iloc[0]

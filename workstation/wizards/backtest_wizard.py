@@ -1,4 +1,9 @@
-"""The backtest wizard: a trained run -> dataset and period -> costs and market rules.
+"""The backtest wizard: a trained run -> dataset and period -> (a universe: the portfolio) -> costs and
+market rules.
+
+A universe in the dataset list (its members' UNIVERSE:CODE prefix) switches to portfolio mode: every
+member is forecast and traded as one book (engine/jobs/portfolio.py), with its construction on a page
+of its own.
 
 The period defaults to the held-out test part when the dataset was used in training, and the
 wizard warns (it does not refuse) when a chosen period reaches back into days the model trained
@@ -32,9 +37,12 @@ from PySide6.QtWidgets import (
 from engine.backtest.ashare import board_limit
 from engine.config import FILLS, BacktestConfig
 from engine.data.io import BarTable
+from engine.data.universe import split_member
 from engine.events import CancelToken, Event
 from engine.jobs.backtest import Source, backtest_job, default_period, load_source, overlaps_training
+from engine.jobs.portfolio import portfolio_job, portfolio_walk_forward_job
 from engine.jobs.walkforward import walk_forward_job
+from engine.portfolio import METHODS, PortfolioConfig
 from engine.store import RunStore
 from workstation.wizards.fields import (
     DateField,
@@ -57,12 +65,26 @@ class BacktestRequest:
     cfg: BacktestConfig
     folds: int = 0  # above 0: walk-forward, retraining the run before each of this many blocks
     fraction: float = 0.5  # share of the history the walk-forward blocks cover
+    portfolio: PortfolioConfig | None = None  # data is a universe traded as one book
 
     def job(self, store: RunStore) -> Callable[[CancelToken], Iterator[Event]]:
+        if self.portfolio and self.folds:
+            return lambda cancel: portfolio_walk_forward_job(self.source, self.data, folds=self.folds,
+                                                             pcfg=self.portfolio, cfg=self.cfg, store=store,
+                                                             fraction=self.fraction, cancel=cancel)
+        if self.portfolio:
+            return lambda cancel: portfolio_job(self.source, self.data, pcfg=self.portfolio, cfg=self.cfg,
+                                                store=store, cancel=cancel)
         if self.folds:
             return lambda cancel: walk_forward_job(self.source, self.data, folds=self.folds, cfg=self.cfg,
                                                    store=store, fraction=self.fraction, cancel=cancel)
         return lambda cancel: backtest_job(self.source, self.data, cfg=self.cfg, store=store, cancel=cancel)
+
+
+def with_universes(sources: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The datasets, then each universe whose members are among them (as its name: portfolio mode)."""
+    universes = dict.fromkeys(m[0] for _, source in sources if (m := split_member(source)))
+    return sources + [(f"{name} (universe: portfolio)", name) for name in universes]
 
 
 def _qdate(text: str) -> QDate:
@@ -112,11 +134,12 @@ class PeriodPage(QWizardPage):
         self.setTitle("Data and period")
         self.setSubTitle("Backtest on days the model never fitted: the default is the held-out test period.")
         self._bars = bars
+        self._members = {m[0]: source for _, source in sources if (m := split_member(source))}
         self.src: Source | None = None
         self.held_out = ""
         self.period_info = ""  # what the info line says about the held-out period
         self.dataset = QComboBox()
-        for label, source in sources:
+        for label, source in with_universes(sources):
             self.dataset.addItem(label, source)
         self.start, self.end = DateField("First day traded"), DateField("Last day traded")
         self.folds = spin(0, 50, 0, "Walk-forward: retrain the run's recipe before each of this many "
@@ -186,8 +209,17 @@ class PeriodPage(QWizardPage):
     def data(self) -> str:
         return self.dataset.currentData()
 
+    def is_universe(self) -> bool:
+        return self.data() in self._members
+
     def bars(self) -> BarTable:
-        return self._bars(self.data())
+        """The dataset's bars; for a universe its first member's (its dates bound the period)."""
+        return self._bars(self._members.get(self.data(), self.data()))
+
+    def nextId(self) -> int:
+        """A universe goes through the portfolio page, one instrument straight to the costs."""
+        wizard = self.wizard()
+        return wizard.page_ids[wizard.portfolio_page if self.is_universe() else wizard.costs_page]
 
     def period(self) -> tuple[str, str]:
         return self.start.date().toString("yyyy-MM-dd"), self.end.date().toString("yyyy-MM-dd")
@@ -230,6 +262,38 @@ class PeriodPage(QWizardPage):
         start, end = self.period()
         self.error.setText("" if start < end else "The period must start before it ends.")
         return start < end
+
+
+class PortfolioPage(QWizardPage):
+    """How a universe's forecasts become one book (engine.portfolio.PortfolioConfig)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setTitle("Portfolio")
+        self.setSubTitle("Every member is forecast and the book is rebuilt at decision closes; the baselines "
+                         "(1/N, inverse volatility, 12-1 momentum, the index) trade the same days and costs.")
+        d = PortfolioConfig()
+        self.method = combo(METHODS, "topk: equal weights on the k best scores; inverse_vol: the k best by inverse "
+                                     "volatility; score: the k best by their score; mean_variance: the forecast "
+                                     "means on a Ledoit-Wolf covariance (falls back to topk when infeasible)")
+        self.method.setCurrentText(d.method)
+        self.top_k = spin(1, 500, d.top_k, "How many names the book holds at most")
+        self.rebalance = spin(1, 250, d.rebalance, "Days between decisions")
+        self.band = dspin(0.0, 1.0, 0.0, "Also rebalance as soon as a weight drifts this far from its target "
+                          "(0: off)", decimals=2, step=0.01)
+        self.max_weight = dspin(0.01, 1.0, d.max_weight, "Largest weight of one name", decimals=2, step=0.05)
+        self.min_cash = dspin(0.0, 0.99, d.min_cash, "Share of the book always kept in cash", decimals=2, step=0.05)
+        form = QFormLayout(self)
+        for label, widget in (("Method", self.method), ("Top k", self.top_k),
+                              ("Rebalance every (days)", self.rebalance), ("Drift band", self.band),
+                              ("Max weight", self.max_weight), ("Min cash", self.min_cash)):
+            form.addRow(label, widget)
+
+    def config(self) -> PortfolioConfig:
+        band = self.band.value()
+        return PortfolioConfig(method=self.method.currentText(), top_k=self.top_k.value(),
+                               rebalance=self.rebalance.value(), band=band or None,
+                               max_weight=self.max_weight.value(), min_cash=self.min_cash.value())
 
 
 class CostsPage(QWizardPage):
@@ -292,9 +356,10 @@ class BacktestWizard(QWizard):
         self._loaded: dict[str, Source] = {}
         self.source_page = SourcePage(store, preselect)
         self.period_page = PeriodPage(sources, bars)
+        self.portfolio_page = PortfolioPage()
         self.costs_page = CostsPage()
-        for page in (self.source_page, self.period_page, self.costs_page):
-            self.addPage(page)
+        self.page_ids = {page: self.addPage(page)
+                         for page in (self.source_page, self.period_page, self.portfolio_page, self.costs_page)}
         self._restore()
         self.accepted.connect(self._remember)
 
@@ -322,7 +387,8 @@ class BacktestWizard(QWizard):
                              risk_free=c.risk_free.value() / 100, risk_aversion=c.risk_aversion.value(),
                              start=start, end=end)
         p = self.period_page
-        return BacktestRequest(self.source_page.run_id(), p.data(), cfg, p.folds.value(), p.fraction.value())
+        return BacktestRequest(self.source_page.run_id(), p.data(), cfg, p.folds.value(), p.fraction.value(),
+                               self.portfolio_page.config() if p.is_universe() else None)
 
     def _fields(self) -> dict:
         c = self.costs_page
