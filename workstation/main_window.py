@@ -45,6 +45,7 @@ from workstation.panels.history_panel import HistoryPanel
 from workstation.panels.ledger_panel import LedgerPanel
 from workstation.panels.portfolio_panel import PortfolioPanel
 from workstation.panels.training_panel import TrainingPanel
+from workstation.panels.universe_panel import UniversePanel
 from workstation.resume_prompt import ResumePrompt, runs_to_offer
 from workstation.status import StatusBar
 from workstation.wizards.backtest_wizard import BacktestRequest, BacktestWizard
@@ -100,13 +101,15 @@ class MainWindow(QMainWindow):
         self.portfolio_panel = PortfolioPanel(self.store, self.palette_)
         self.ledger_panel = LedgerPanel(self.store, self.palette_, self.history_panel.current_run,
                                         self.data_panel.current_source)
+        self.universe_panel = UniversePanel(self.store, self.palette_)
         for name, title, panel in (("forecastDock", "Forecast", self.forecast_panel),
                                    ("positionsDock", "Positions and regimes", self.positions_panel),
                                    ("explainDock", "Explain", self.explain_panel),
                                    ("equityDock", "Equity", self.equity_panel),
                                    ("portfolioDock", "Portfolio", self.portfolio_panel),
                                    ("historyDock", "History", self.history_panel),
-                                   ("ledgerDock", "Ledger", self.ledger_panel)):
+                                   ("ledgerDock", "Ledger", self.ledger_panel),
+                                   ("universeDock", "Universe", self.universe_panel)):
             self.add_panel(name, title, panel, tabify_with="dataDock")
         self.docks["dataDock"].raise_()
         self._build_menus()
@@ -181,6 +184,8 @@ class MainWindow(QMainWindow):
           "listed, kept unless applied)", "Ctrl+U", lambda: self.ledger_panel.choose_update())
         a("mark_live", "Mark &live…", "Mark the run selected in History live on a dataset: its signals are issued "
           "and paper-traded in the Ledger panel", "Ctrl+L", lambda: self.ledger_panel.choose_mark_live())
+        a("evaluate_universe", "Evaluate on a &universe…", "Rank the run selected in History across the universe "
+          "selected in Data, beside simple factors and LightGBM", "Ctrl+Shift+U", self.evaluate_universe)
         a("quit", "&Quit", "Quit the workstation", QKeySequence.StandardKey.Quit, self.close)
         a("train", "&Train…", "Train a price or strategy network", QKeySequence.StandardKey.New,
           self.open_train_wizard)
@@ -202,7 +207,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.actions_["quit"])
         bar.addMenu("&Data").addAction(self.actions_["update_data"])
         run_menu = bar.addMenu("&Run")
-        run_menu.addActions([self.actions_[k] for k in ("train", "backtest", "mark_live", "cancel")])
+        run_menu.addActions([self.actions_[k] for k in ("train", "backtest", "mark_live", "evaluate_universe",
+                                                        "cancel")])
         view = bar.addMenu("&View")
         self.panels_menu = view.addMenu("&Panels")
         self.panels_menu.addActions([dock.toggleViewAction() for dock in self.docks.values()])
@@ -251,6 +257,11 @@ class MainWindow(QMainWindow):
         kind += " of a portfolio" if request.portfolio else ""
         self._start_job(request.job(self.store), f"{kind} of {request.source} on {request.data}",
                         "portfolioDock" if request.portfolio else "equityDock")
+
+    def evaluate_universe(self) -> None:
+        """The Run menu's Universe…: the History selection's run on the Data selection's universe."""
+        if self.universe_panel.choose(self.history_panel.current_run(), self.data_panel.current_source()):
+            self.docks["universeDock"].raise_()
 
     def resume_run(self, run_id: str) -> None:
         record = self.store.get_run(run_id)
@@ -413,6 +424,7 @@ class MainWindow(QMainWindow):
             panel.day_picked.connect(self.explain_panel.explain)
         self.explain_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         self.ledger_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        self.universe_panel.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
         self.history_panel.open_backtest.connect(self.show_backtest)
         self.history_panel.backtest_requested.connect(self.open_backtest_wizard)
         self.history_panel.resume_requested.connect(self.resume_run)
@@ -465,7 +477,7 @@ class MainWindow(QMainWindow):
                 self.statusBar().showMessage("Cancelling the running job before closing…")
             return
         for view in (self.training_panel.evaluation, self.forecast_panel.evaluation, self.explain_panel,
-                     self.ledger_panel):
+                     self.ledger_panel, self.universe_panel):
             view.stop()  # an evaluation or explanation thread must not outlive the window
         self.data_panel.stop_import()
         settings = QSettings()

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.data.universe import expand_sources, is_universe, split_member
 from engine.events import Finished
 from engine.jobs.evaluate import EvaluationReport, evaluate_job
 from engine.store import RunStore
@@ -59,6 +60,7 @@ class UniversePanel(QWidget):
     """Coverage table, rolling 60-day rank IC (h = 1), rank IC by horizon (bars), factor comparison table."""
 
     reported = Signal(object)  # the EvaluationReport shown
+    message = Signal(str)  # why a Universe… request was refused (the status bar shows it)
 
     def __init__(self, store: RunStore, palette: Palette, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -81,6 +83,11 @@ class UniversePanel(QWidget):
         for plot in (self.rolling, self.by_horizon):
             style_axes(plot.getPlotItem(), palette)
             plot.setBackground(palette.base)
+            left = plot.getPlotItem().getAxis("left")
+            left.setWidth(52)  # room for "-0.10": a narrower axis dropped every label that did not fit
+            for name in ("left", "bottom"):  # the grid (drawn by the axes) under the curve and bars, not over them
+                plot.getPlotItem().getAxis(name).setZValue(-1)
+        self.by_horizon.getPlotItem().showGrid(x=False, y=True, alpha=1.0)  # lines between bars say nothing
         self.comparison = _table(["Forecaster", "Rank IC", "IC", "ICIR", "Top - bottom"])
         self.horizon_note = QLabel("")
         charts = QSplitter(Qt.Orientation.Horizontal)
@@ -92,14 +99,33 @@ class UniversePanel(QWidget):
         stack(self, self.note, (charts, 1), self.horizon_note, (tables, 1))
         self.runner.finished.connect(self._on_finished)
 
+    def choose(self, run_id: str | None, source: str | None) -> bool:
+        """Evaluate a finished run (the History selection) on the universe selected in the Data panel (a
+        member stands for its universe); False, with the reason in `message`, when either is missing."""
+        record = self.store.get_run(run_id) if run_id else None
+        if record is None or record["kind"] not in ("price", "strategy") or record["status"] != "finished":
+            self.message.emit("Select a finished price or strategy run in the History panel first.")
+            return False
+        member = split_member(source) if source else None
+        universe = member[0] if member else source
+        if not universe or not is_universe(universe):
+            self.message.emit("Select a universe (or one of its instruments) in the Data panel first.")
+            return False
+        if self.runner.is_running():
+            self.message.emit("A universe evaluation is already running.")
+            return False
+        self.evaluate(run_id, [universe])
+        return True
+
     def evaluate(self, model_ref: str, datasets: list[str] | None = None) -> None:
-        """Evaluate model_ref on the universe's members (None: those it trained on) in the background."""
+        """Evaluate model_ref on these datasets, each universe read as its members (None: those it
+        trained on) in the background: reading a universe's files is work for the job's thread too."""
         if self.runner.is_running():
             return
         store = self.store
         self.note.setText(f"Evaluating {model_ref} across the universe…")
-        self.runner.start(lambda token: evaluate_job(model_ref, datasets, store=store, cancel=token),
-                          f"Evaluating {model_ref}")
+        self.runner.start(lambda token: evaluate_job(model_ref, expand_sources(datasets)[0] if datasets else None,
+                                                     store=store, cancel=token), f"Evaluating {model_ref}")
 
     def stop(self, timeout_ms: int = 30_000) -> None:
         if self.runner.is_running():
@@ -151,6 +177,11 @@ class UniversePanel(QWidget):
         rolled = ic.rolling(ROLLING_DAYS, min_periods=ROLLING_DAYS // 2).mean().to_numpy()
         self.rolling.getPlotItem().getAxis("bottom").set_dates(dates)
         self.rolling_curve.setData(np.arange(len(dates), dtype=float), rolled, connect="finite")
+        finite = rolled[np.isfinite(rolled)]
+        if len(finite):  # fit the curve and the zero line now, not at the next paint (the axis ticks follow)
+            plot = self.rolling.getPlotItem()
+            plot.setYRange(min(finite.min(), 0.0), max(finite.max(), 0.0), padding=0.08)
+            plot.setXRange(0, len(dates) - 1, padding=0.02)
 
 
 __all__ = ["ROLLING_DAYS", "UniversePanel"]
