@@ -29,6 +29,7 @@ from benchmarks import (  # noqa: E402
     bench_memory,
     bench_strategy,
     bench_training,
+    bench_universe,
     bench_windows,
 )
 from engine.atomic import atomic_write  # noqa: E402
@@ -118,6 +119,18 @@ def rows_memory(r: dict) -> list[Row]:
     return rows
 
 
+def rows_universe(r: dict) -> list[Row]:
+    size = f"{r['instruments']:,} instruments x {r['days']:,} days"
+    if "error" in r:
+        return [(f"universe, {size}", "failed", "", r["error"])]
+    return [(f"universe window index (windows, pool, calendar split), {size}", f"{r['index_s']:.1f} s", "< 10 s",
+             "met" if r["index_met"] else "MISSED"),
+            (f"peak RSS, universe + {r['steps']} tiny steps (batch {r['batch']})", f"{r['peak_rss_gb']:.2f} GB",
+             "< 4 GB", "met" if r["rss_met"] else "MISSED"),
+            (f"latest-window inference, every instrument (batches of {r['infer_batch']}, {r['device']})",
+             f"{r['infer_per_s']:,.0f} instruments/s", "", "")]
+
+
 BENCHMARKS: dict[str, tuple[Callable[[list[str]], dict], Callable[[dict], list[Row]]]] = {
     "windows": (lambda _: bench_windows.main(), rows_windows),
     "backtest": (bench_backtest.main, rows_backtest),
@@ -126,6 +139,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str]], dict], Callable[[dict], list[R
     "explain": (lambda _: bench_explain.main(), rows_explain),
     "ddp": (bench_ddp.main, rows_ddp),
     "memory": (bench_memory.main, rows_memory),
+    "universe": (bench_universe.main, rows_universe),
 }
 
 
@@ -134,6 +148,8 @@ NOTES = (
     "AdamW), configurations timed in interleaved rounds, median step.",
     "- DDP: the real trainer under torchrun, one thread per process, same global batch.",
     "- Memory: one fp32 step in a fresh process; base and large at batch 2 and 1 (slow on a CPU).",
+    "- Universe: synthetic close-only instruments, bars built in memory, all in one fresh process "
+    "(benchmarks/bench_universe.py); inference is a CPU figure where no GPU is present.",
 )
 
 

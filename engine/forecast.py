@@ -19,7 +19,7 @@ from engine.checkpoint import (
     load_model_state,
 )
 from engine.config import QUANTILES, DataConfig, PriceModelConfig, from_dict
-from engine.data import BarTable, WindowSet, build_windows, load_bars
+from engine.data import BarTable, PooledWindows, WindowSet, build_windows, load_bars
 from engine.data.context import MarketContext, market_context
 from engine.events import CancelToken, Progress, run_to_end
 from engine.models import PriceNetwork, PriceOutput, output_quantiles
@@ -51,7 +51,7 @@ class LoadedPriceModel:
         networks = len(self.model.members) if isinstance(self.model, PriceEnsemble) else 1
         return networks * self.model_cfg.d_model + self.model_cfg.horizon
 
-    def units(self, ws: WindowSet, ends: np.ndarray) -> np.ndarray:
+    def units(self, ws: WindowSet | PooledWindows, ends: np.ndarray) -> np.ndarray:
         """[n, horizon] the h-day log return of one network output unit at each window end."""
         if self.target_scale is None:
             return ws.units(ends)
@@ -79,6 +79,9 @@ class Forecast:
     prices: list[float]  # the median (point head: the point forecast)
     quantiles: dict[str, list[float]] = field(default_factory=dict)  # "0.1" -> 7 prices; none: point head
     sigma: float = float("nan")  # EWMA daily volatility at asof
+    returns: list[float] = field(default_factory=list)  # the median as h-day log returns (what the network says)
+    target: str = "own"  # DataConfig.target: "excess" runs forecast the return over the universe's mean, so
+    # their prices are close_asof * exp(excess): where the close goes if the universe's mean return is zero
 
 
 def is_run_id(source: str | Path) -> bool:
@@ -186,26 +189,29 @@ _OUTPUTS = ("prices", "features", "quantiles", "t_params")  # the PriceOutput fi
 
 
 @torch.no_grad()
-def outputs_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
-                     cancel: CancelToken | None = None, message: str = "Encoding windows",
+def outputs_progress(loaded: LoadedPriceModel, ws: WindowSet | PooledWindows, ends: np.ndarray,
+                     cancel: CancelToken | None = None, message: str = "Encoding windows", batch: int = BATCH,
                      ) -> Generator[Progress, None, PriceOutput]:
     """The network's outputs (network units, float64 on the CPU) for windows ending at day indices
-    `ends`, as a job step: Progress(done, len(ends)) after each batch, so a long encoding shows how
-    far it is; InterruptedError at the first batch after `cancel` is set."""
+    `ends` (a pool: its [n, 2] (set, end) items), as a job step: Progress(done, len(ends)) after each
+    batch, so a long encoding shows how far it is; InterruptedError at the first batch after `cancel`."""
+    pooled = isinstance(ws, PooledWindows)
     ends = np.asarray(ends, dtype=np.int64)
-    mask = torch.from_numpy(np.asarray(ws.mask, dtype=np.float32)).to(loaded.device)
+    first = ws.sets[0] if pooled else ws
+    mask = torch.from_numpy(np.asarray(first.mask, dtype=np.float32)).to(loaded.device)
     parts: dict[str, list[torch.Tensor]] = {}
-    for i in range(0, len(ends), BATCH):
+    for i in range(0, len(ends), batch):
         if cancel is not None and cancel.cancelled:
             raise InterruptedError(f"cancelled while {message.lower()}")
-        x = torch.from_numpy(ws.inputs(ends[i:i + BATCH])).to(loaded.device)
-        out = loaded.model(x, mask.expand(len(x), -1))
+        x = torch.from_numpy(ws.inputs(ends[i:i + batch])).to(loaded.device)
+        m = torch.from_numpy(ws.masks(ends[i:i + batch])).to(loaded.device) if pooled else mask.expand(len(x), -1)
+        out = loaded.model(x, m)
         for name in _OUTPUTS:
             if getattr(out, name) is not None:
                 parts.setdefault(name, []).append(getattr(out, name).double().cpu())
-        yield Progress(min(i + BATCH, len(ends)), len(ends), message)
+        yield Progress(min(i + batch, len(ends)), len(ends), message)
     if not parts:  # no windows: empty outputs of the head's shapes
-        probe = loaded.model(torch.zeros(1, ws.window, ws.n_features, device=loaded.device))
+        probe = loaded.model(torch.zeros(1, first.window, first.n_features, device=loaded.device))
         parts = {name: [getattr(probe, name).double().cpu()[:0]] for name in _OUTPUTS
                  if getattr(probe, name) is not None}
     return PriceOutput(aux_loss=torch.zeros(()), **{name: torch.cat(p) for name, p in parts.items()})
@@ -235,11 +241,14 @@ def quantile_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends
     ws = model_windows(loaded, bars)
     ends = np.asarray(ends, dtype=np.int64)
     out = yield from outputs_progress(loaded, ws, ends, cancel, message)
-    units = loaded.units(ws, ends)
-    close = ws.close[ends]
+    return _in_prices(out, loaded.units(ws, ends), ws.close[ends], ws.sigma[ends])
+
+
+def _in_prices(out: PriceOutput, units: np.ndarray, close: np.ndarray, sigma: np.ndarray) -> QuantileForecast:
+    """Network outputs as h-day log returns (x units) and as closes: close_e * exp(return)."""
     returns = out.prices.numpy() * units
     q_returns = output_quantiles(out, QUANTILES) * units[..., None]
-    return QuantileForecast(levels=QUANTILES, close=close, sigma=ws.sigma[ends],
+    return QuantileForecast(levels=QUANTILES, close=close, sigma=sigma,
                             prices=close[:, None] * np.exp(returns), returns=returns,
                             quantile_prices=close[:, None, None] * np.exp(q_returns), quantile_returns=q_returns)
 
@@ -248,6 +257,16 @@ def forecast_quantiles(loaded: LoadedPriceModel, bars: BarTable | WindowSet,
                        ends: np.ndarray) -> QuantileForecast:
     """quantile_progress run to its end."""
     return run_to_end(quantile_progress(loaded, bars, ends))
+
+
+def latest_forecasts(loaded: LoadedPriceModel, sets: list[WindowSet], batch: int = BATCH) -> QuantileForecast:
+    """The forecast from the last bar of every instrument (the daily use over a universe): row k is
+    sets[k] (windowed as the network reads them: model_windows), their latest windows gathered into
+    batches of `batch` on the model's device (a WindowSet always holds one full window)."""
+    pool = PooledWindows(sets)
+    items = pool.pairs([np.array([len(ws.dates) - 1]) for ws in sets])
+    out = run_to_end(outputs_progress(loaded, pool, items, batch=batch))
+    return _in_prices(out, loaded.units(pool, items), pool.closes(items), pool.sigmas(items))
 
 
 def forecast_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends: np.ndarray,
@@ -286,7 +305,8 @@ def forecast(loaded: LoadedPriceModel, bars: BarTable, asof: str | None = None) 
                  for j, level in enumerate(result.levels) if np.isfinite(result.quantile_prices[0, :, j]).all()}
     return Forecast(asof=f"{ws.dates[day]:%Y-%m-%d}",
                     dates=next_business_days(ws.dates[day], len(prices)),
-                    prices=[float(p) for p in prices], quantiles=quantiles, sigma=float(result.sigma[0]))
+                    prices=[float(p) for p in prices], quantiles=quantiles, sigma=float(result.sigma[0]),
+                    returns=[float(r) for r in result.returns[0]], target=loaded.data_cfg.target)
 
 
 __all__ = [
@@ -300,6 +320,7 @@ __all__ = [
     "forecast_progress",
     "forecast_quantiles",
     "is_run_id",
+    "latest_forecasts",
     "load_bars_as_trained",
     "load_price_model",
     "model_context",

@@ -48,10 +48,12 @@ def run_forecast(args: argparse.Namespace) -> Output:
     low, high = result.quantiles.get("0.1"), result.quantiles.get("0.9")
     rows = "\n".join(f"  {d}  {p:,.4f}" + (f"   80 % band {low[h]:,.4f} .. {high[h]:,.4f}" if low and high else "")
                      for h, (d, p) in enumerate(zip(result.dates, result.prices)))
+    excess = (" (excess over the universe's mean return: closes if the universe's mean return is zero)"
+              if result.target == "excess" else "")
     return Output({"asof": result.asof, "dates": result.dates, "prices": result.prices,
-                   "quantiles": result.quantiles, "instrument": bars.instrument,
-                   "checkpoint_sha256": loaded.sha256},
-                  f"{bars.instrument}: forecast as of {result.asof}\n{rows}")
+                   "quantiles": result.quantiles, "returns": result.returns, "target": result.target,
+                   "instrument": bars.instrument, "checkpoint_sha256": loaded.sha256},
+                  f"{bars.instrument}: forecast as of {result.asof}{excess}\n{rows}")
 
 
 # ---------------------------------------------------------------- backtest

@@ -82,7 +82,11 @@ def daily_features(frame: pd.DataFrame, feature_set: str = FEATURE_SET) -> np.nd
 
 
 def _relative_level(values: pd.Series) -> np.ndarray:
-    """log1p(x_t) - log1p(median of x over the trailing LEVEL_WINDOW days ending at t)."""
+    """log1p(x_t) - log1p(median of x over the trailing LEVEL_WINDOW days ending at t). A column the file
+    lacks (all NaN: a close-only universe's volume) skips the rolling median, the dearest step of a window
+    index over thousands of instruments."""
+    if values.isna().all():
+        return np.full(len(values), np.nan)
     median = values.rolling(LEVEL_WINDOW, min_periods=1).median()
     return (np.log1p(values) - np.log1p(median)).to_numpy(dtype=np.float64)
 

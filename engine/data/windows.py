@@ -27,7 +27,10 @@ class WindowSet:
     instrument: str
     dates: pd.DatetimeIndex  # [T]
     close: np.ndarray  # [T] float64
-    daily: np.ndarray  # [T, n] from daily_features(feature_set)
+    daily: np.ndarray  # [T, n] from daily_features(feature_set); kept as the float32 channels windows read (OHLC
+    # relative to the day's close, a masked column 0, context channels after), not the float64 original: a
+    # universe of thousands of instruments holds this once per day, not twice (so never dataclasses.replace a
+    # WindowSet: build_windows again)
     mask: np.ndarray  # [n]
     window: int = WINDOW
     horizon: int = HORIZON
@@ -57,6 +60,7 @@ class WindowSet:
             daily32 = np.column_stack([daily32, change, np.zeros(len(change))]).astype(np.float32)
             self._ctx_blocks = sliding_window_view(self._ctx_level, self.window)
         daily32 *= self.mask.astype(np.float32)  # a masked column reads 0 (not 0 - log close) in every window
+        self.daily = daily32
         self._blocks32 = sliding_window_view(daily32, (self.window, daily32.shape[1]))[:, 0]
         self._close_blocks = sliding_window_view(self._log_close, self.window)
         self._returns = np.r_[self.close[1:] / self.close[:-1] - 1.0, np.nan]
@@ -230,13 +234,21 @@ class PooledWindows:
         splits = [chronological_split(ws, val_fraction, test_fraction, embargo) for ws in self.sets]
         return Split(*(self.pairs([getattr(s, part) for s in splits]) for part in ("train", "val", "test")))
 
+    @staticmethod
+    def by_set(items: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """(set index, rows of `items` in it) for each set the items touch: one sort, so a batch from a
+        universe of thousands costs its own size, not a pass over every set."""
+        if not len(items):
+            return []
+        order = np.argsort(items[:, 0], kind="stable")
+        keys, starts = np.unique(items[order, 0], return_index=True)
+        return list(zip(keys.tolist(), np.split(order, starts[1:]), strict=True))
+
     def _gather(self, items: np.ndarray, fetch, shape: tuple[int, ...], dtype) -> np.ndarray:
         items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
         out = np.empty((len(items), *shape), dtype=dtype)
-        for k, ws in enumerate(self.sets):  # a few sets; rows are gathered vectorised per set
-            rows = items[:, 0] == k
-            if rows.any():
-                out[rows] = fetch(ws, items[rows, 1])
+        for k, rows in self.by_set(items):  # rows are gathered vectorised per set
+            out[rows] = fetch(self.sets[k], items[rows, 1])
         return out
 
     def inputs(self, items: np.ndarray) -> np.ndarray:
@@ -268,3 +280,10 @@ class PooledWindows:
 
     def next_returns(self, items: np.ndarray) -> np.ndarray:
         return self._gather(items, WindowSet.next_returns, (), np.float64)
+
+    def closes(self, items: np.ndarray) -> np.ndarray:
+        """close_e of each item: the price its h-day returns are relative to."""
+        return self._gather(items, lambda ws, ends: ws.close[ends], (), np.float64)
+
+    def sigmas(self, items: np.ndarray) -> np.ndarray:
+        return self._gather(items, lambda ws, ends: ws.sigma[ends], (), np.float64)

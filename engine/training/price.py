@@ -102,15 +102,6 @@ def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
     return PriceData(pooled, cuts, split, scale, list(data), [t.fingerprint for t in tables])
 
 
-def window_closes(pooled: PooledWindows, items: np.ndarray) -> np.ndarray:
-    """close_e of each (set, end) item: the price the targets are relative to."""
-    out = np.empty(len(items))
-    for k, ws in enumerate(pooled.sets):  # a few instruments, each gathered vectorised
-        rows = items[:, 0] == k
-        out[rows] = ws.close[items[rows, 1]]
-    return out
-
-
 def price_metrics(pred: np.ndarray, true: np.ndarray, close: np.ndarray) -> dict[str, float]:
     """MAE in price units, 1-day direction accuracy, and skill vs "tomorrow = today" per horizon.
 
@@ -159,7 +150,7 @@ class PriceStage(TrainStage):
         val = prepared.split.val
         self.val_targets = prepared.pooled.fit_targets(val)
         self.val_units = prepared.units(val)
-        self.val_close = window_closes(prepared.pooled, val)
+        self.val_close = prepared.pooled.closes(val)
 
     def train_size(self) -> int:
         return len(self.data.split.train)
@@ -264,5 +255,4 @@ __all__ = [
     "price_windows",
     "run_price",
     "train_price",
-    "window_closes",
 ]

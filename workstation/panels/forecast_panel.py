@@ -343,7 +343,9 @@ class ForecastPanel(QWidget):
         mae = np.nanmean(np.abs(self.errors)) if known.any() else np.nan
         naive = np.nanmean(np.abs(self.naive_errors)) if known.any() else np.nan
         self.table_title.setText(f"<b>Forecast from {fc.asof}</b> ({where}, close {ws.close[index]:,.2f})"
-                                 + (f" · mean abs error {mae:.2%}, naive {naive:.2%}" if np.isfinite(mae) else ""))
+                                 + (f" · mean abs error {mae:.2%}, naive {naive:.2%}" if np.isfinite(mae) else "")
+                                 + (" · <b>excess over the universe's mean</b>: closes if the universe is flat"
+                                    if fc.target == "excess" else ""))
         for h in range(len(predicted)):
             cells = [str(h + 1), dates[h], f"{predicted[h]:,.2f}", f"{predicted[h] / ws.close[index] - 1:+.2%}",
                      f"{actual[h]:,.2f}" if known[h] else "—", f"{self.errors[h]:+.2%}" if known[h] else "—",
