@@ -124,9 +124,13 @@ def load_price_model(checkpoint_or_run: str | Path, store: RunStore | None = Non
     path, ckpt, sha = read_checkpoint(checkpoint_or_run, store)
     if ckpt["extra"].get("ensemble"):
         return _load_ensemble(path, ckpt, sha, device)
+    configs = ckpt["configs"] if isinstance(ckpt["configs"], dict) else {}
+    if "price" in configs or not configs.get("model"):  # said outright, not left to a default's side effect
+        what = "it is a strategy-network checkpoint" if "price" in configs else "it records no model config"
+        raise CheckpointError(f"{path}: not a price-network checkpoint ({what})")
     try:
-        model_cfg = from_dict(PriceModelConfig, ckpt["configs"]["model"])
-        data_cfg = from_dict(DataConfig, ckpt["configs"].get("data"))
+        model_cfg = from_dict(PriceModelConfig, configs["model"])
+        data_cfg = from_dict(DataConfig, configs.get("data"))
         scale = None  # vol_scaled: the unit is sigma_e * sqrt(h), computed per window
         if data_cfg.feature_set == "classic":  # its outputs are in units of the train-split std
             scale = np.asarray(ckpt["extra"]["target_scale"], dtype=np.float64)

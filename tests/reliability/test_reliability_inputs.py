@@ -96,6 +96,9 @@ def test_checkpoint_of_another_config_names_the_mismatch(tmp_path):
     save_checkpoint(path, model_state={"w": torch.zeros(3)}, configs={"model": {}})
     with pytest.raises(CheckpointError, match=r"other\.pt: not a price-network checkpoint"):
         load_price_model(path)
+    save_checkpoint(path, model_state={}, configs={"model": {"d_model": 32}, "price": {"checkpoint": "p.pt"}})
+    with pytest.raises(CheckpointError, match=r"other\.pt: not a price-network checkpoint .*strategy"):
+        load_price_model(path)
 
 
 # ---------------------------------------------------------------- importer fuzzing
