@@ -346,7 +346,10 @@ def _wide_columns(path: Path) -> list[str] | None:
             head = f.read(16384).decode("utf-8-sig", errors="replace")
     except OSError:
         return None
-    rows = list(csv.reader(io.StringIO(head), delimiter="\t" if "\t" in head.split("\n")[0] else ","))
+    try:
+        rows = list(csv.reader(io.StringIO(head), delimiter="\t" if "\t" in head.split("\n")[0] else ","))
+    except csv.Error:  # a stray carriage return or NUL: no wide table; the bar importer says what is wrong
+        return None
     if len(rows) < 2:
         return None
     header = [cell.strip() for cell in rows[0]]
@@ -405,7 +408,10 @@ def _wide_grid(path: Path) -> pd.DataFrame:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataImportError(path, None, None, f"cannot read the file as UTF-8 text ({exc})") from None
     sep = "\t" if "\t" in text.split("\n", 1)[0] else ","
-    grid = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    try:
+        grid = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:  # past the lines detection read
+        raise DataImportError(path, None, None, f"cannot read the file as a table ({exc})") from None
     grid.columns = [str(c).strip() for c in grid.columns]
     return grid
 

@@ -168,6 +168,17 @@ def test_single_instrument_files_are_not_universes(tmp_path):
     assert not is_universe(tmp_path / "absent.csv")
 
 
+def test_a_file_the_csv_module_cannot_split_is_no_universe_and_an_import_error(tmp_path):
+    """A stray carriage return inside a line makes csv.reader raise csv.Error: detection says 'not a
+    wide table' and the importer refuses the file with its own error, naming it."""
+    path = tmp_path / "stray_cr.csv"
+    path.write_bytes(b"Date,a,b\n2020-01-01,1,2\r2020-01-02,3,4\n")
+    assert not is_universe(path)
+    with pytest.raises(DataImportError) as err:
+        load_bars(path)
+    assert err.value.file == str(path)
+
+
 def test_cli_inspects_a_universe_and_refuses_one_for_forecast(tmp_path, capsys):
     days = _ragged(tmp_path / "wide.csv")
     assert main(["--json", "inspect", str(tmp_path / "wide.csv"), "--min-rows", "0"]) == 0
