@@ -65,9 +65,14 @@ def test_strategy_only_disables_the_price_fields_but_not_the_shared_dropout(wind
     page = wizard.model_page
     assert not any(w.isEnabled() for w in page.price_fields() if w is not page.dropout)
     assert page.dropout.isEnabled()
+    page.head.setCurrentText("point")  # the run's head is fixed too: no point loss to choose
+    assert not page.loss.isEnabled()
     wizard.stage_page.buttons["both"].setChecked(True)
     page.initializePage()
-    assert all(w.isEnabled() for w in page.price_fields())
+    assert all(w.isEnabled() for w in page.price_fields())  # the point head: its loss is a choice again
+    page.head.setCurrentText("quantile")  # the point loss follows the head: greyed for any other
+    assert not page.loss.isEnabled()
+    assert all(w.isEnabled() for w in page.price_fields() if w is not page.loss)
     wizard.reject()
 
 
