@@ -267,6 +267,22 @@ class LegendPlot(pg.GraphicsLayoutWidget):
         self.plot_item.setLabel(*args, **kwargs)
 
 
+class ReadoutLabel(pg.LabelItem):
+    """A one-line label that never widens its layout: pg.LabelItem makes its text's width the layout's
+    minimum, so a long read-out (title, OHLC, change, volume) pushed the plots past the widget's right
+    edge and hid the latest bars. Text that does not fit is clipped instead."""
+
+    def __init__(self, **opts) -> None:
+        super().__init__(**opts)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemClipsChildrenToShape)
+
+    def updateMin(self) -> None:
+        super().updateMin()
+        self.setMinimumWidth(0)
+        self._sizeHint[Qt.SizeHint.MinimumSize] = (0, self._sizeHint[Qt.SizeHint.MinimumSize][1])
+        self.updateGeometry()
+
+
 class PriceChart(pg.GraphicsLayoutWidget):
     """Candles + volume over trading days, a crosshair OHLCV read-out, mouse/keyboard zoom and pan.
 
@@ -283,7 +299,7 @@ class PriceChart(pg.GraphicsLayoutWidget):
         self.market = "unknown"
         self.log_y = False  # prices on a log10 axis (candles drawn in log10 units)
         self._palette = palette
-        self.readout = pg.LabelItem(justify="left")
+        self.readout = ReadoutLabel(justify="left")
         self.addItem(self.readout, row=0, col=0)
         self.price_plot = date_plot(pd.DatetimeIndex([]))
         self.volume_plot = date_plot(pd.DatetimeIndex([]), axisItems={"left": CompactAxis("left")})

@@ -187,6 +187,18 @@ def test_candles_are_recorded_the_first_time_their_chunk_is_painted(window):
     assert candles.recorded() == len(candles._pictures)
 
 
+def test_a_long_readout_never_pushes_the_latest_bars_off_the_chart(window):
+    """The read-out (title, OHLC, change, volume) is wider than a narrow chart: it is clipped, and the
+    price plot still ends inside the widget, so the latest bar is on screen."""
+    chart = window.data_panel.chart
+    chart.resize(420, chart.height())
+    chart.grab()
+    assert chart.readout.item.boundingRect().width() > chart.width()  # the case at hand
+    right = chart.price_plot.vb.sceneBoundingRect().right()
+    assert right <= chart.viewport().width()
+    assert chart.price_plot.vb.mapViewToScene(QPointF(len(chart.frame) - 1, 0)).x() < right
+
+
 # --- 4. shared wizard fields -----------------------------------------------------------------------
 
 def _change_every_field(fields: dict[str, QWidget]) -> dict[str, object]:
