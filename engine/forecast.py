@@ -71,6 +71,12 @@ class QuantileForecast:
     quantile_prices: np.ndarray  # [n, H, Q] closes at each level
     quantile_returns: np.ndarray  # [n, H, Q] h-day log returns at each level
 
+    def take(self, rows: np.ndarray) -> QuantileForecast:
+        """The forecasts at these rows only (e.g. the decision days among all the days encoded)."""
+        return replace(self, close=self.close[rows], sigma=self.sigma[rows], prices=self.prices[rows],
+                       returns=self.returns[rows], quantile_prices=self.quantile_prices[rows],
+                       quantile_returns=self.quantile_returns[rows])
+
 
 @dataclass
 class Forecast:
@@ -245,6 +251,12 @@ def quantile_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends
     ws = model_windows(loaded, bars)
     ends = np.asarray(ends, dtype=np.int64)
     out = yield from outputs_progress(loaded, ws, ends, cancel, message)
+    return quantiles_of(loaded, ws, ends, out)
+
+
+def quantiles_of(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray, out: PriceOutput) -> QuantileForecast:
+    """outputs_progress's outputs at window ends `ends` as prices and log returns: one encoding can
+    serve both a forecast and a strategy's inputs."""
     return _in_prices(out, loaded.units(ws, ends), ws.close[ends], ws.sigma[ends])
 
 
@@ -332,6 +344,7 @@ __all__ = [
     "next_business_days",
     "outputs_progress",
     "quantile_progress",
+    "quantiles_of",
     "read_checkpoint",
     "resolve_checkpoint",
 ]

@@ -24,13 +24,13 @@ from engine.data import WindowSet
 from engine.events import CancelToken, Progress, run_to_end
 from engine.forecast import (
     LoadedPriceModel,
-    encode_progress,
     is_run_id,
     load_price_model,
-    quantile_progress,
+    outputs_progress,
+    quantiles_of,
     read_checkpoint,
 )
-from engine.models import StrategyNetwork
+from engine.models import PriceOutput, StrategyNetwork
 from engine.regime import REGIME_NAMES, causal_labels
 from engine.store import RunStore
 
@@ -92,16 +92,24 @@ def day_features_progress(price: LoadedPriceModel, ws: WindowSet, cache_dir: Pat
                 return cached
         days = None
     ends = ws.ends if days is None else np.intersect1d(ws.ends, days)
-    if inputs == "distribution":
-        forecast = yield from quantile_progress(price, ws, ends, cancel, message)
-        rows = distribution_inputs(forecast.quantile_returns, forecast.sigma)
-    else:
-        features, scaled = yield from encode_progress(price, ws, ends, cancel, message)
-        rows = np.concatenate([features, scaled], axis=1)
-    out = np.full((len(ws.dates), rows.shape[1]), np.nan, dtype=np.float32)
-    out[ends] = rows
+    encoded = yield from outputs_progress(price, ws, ends, cancel, message)
+    out = day_rows(price, ws, ends, encoded, inputs)
     if path is not None:
         atomic_save_npy(path, out)
+    return out
+
+
+def day_rows(price: LoadedPriceModel, ws: WindowSet, ends: np.ndarray, encoded: PriceOutput,
+             inputs: str) -> np.ndarray:
+    """day_features_progress's [T, F] float32 rows from the price network's outputs at window ends
+    `ends` (NaN on every other day)."""
+    if inputs == "distribution":
+        forecast = quantiles_of(price, ws, ends, encoded)
+        rows = distribution_inputs(forecast.quantile_returns, forecast.sigma)
+    else:
+        rows = np.concatenate([encoded.features.float().numpy(), encoded.prices.numpy()], axis=1)
+    out = np.full((len(ws.dates), rows.shape[1]), np.nan, dtype=np.float32)
+    out[ends] = rows
     return out
 
 
@@ -223,6 +231,15 @@ def strategy_positions_progress(loaded: LoadedStrategy, ws: WindowSet, days: np.
                                 ) -> Generator[Progress, None, np.ndarray]:
     """Deterministic positions 0..10 for decision days of one instrument, as a job step (Progress
     while the price network encodes the walked days)."""
+    walked = walked_days(loaded, ws, days)
+    raw = yield from day_features_progress(loaded.price, ws, cache_dir, fingerprint, walked, cancel,
+                                           f"Encoding {ws.instrument} for the strategy", loaded.model_cfg.inputs)
+    return positions_from_rows(loaded, raw, ws, days)
+
+
+def walked_days(loaded: LoadedStrategy, ws: WindowSet, days: np.ndarray) -> np.ndarray:
+    """The days (sorted) whose encodings the positions on decision `days` read: each day's walk and,
+    for a warm-starting network, the walk before it. ValueError when a day lacks the history."""
     first = ws.window - 1 + loaded.data_cfg.seq_len - 1
     days = np.asarray(days, dtype=np.int64)
     if len(days) and days.min() < first:
@@ -232,9 +249,13 @@ def strategy_positions_progress(loaded: LoadedStrategy, ws: WindowSet, days: np.
     seq_len, cfg = loaded.data_cfg.seq_len, loaded.model_cfg
     reach = seq_len * (2 if cfg.warm_start else 1)  # a warm start walks the seq_len days before, too
     walked = np.unique(days[:, None] - np.arange(reach)) if len(days) else days
-    walked = walked[walked >= 0]
-    raw = yield from day_features_progress(loaded.price, ws, cache_dir, fingerprint, walked, cancel,
-                                           f"Encoding {ws.instrument} for the strategy", cfg.inputs)
+    return walked[walked >= 0]
+
+
+def positions_from_rows(loaded: LoadedStrategy, raw: np.ndarray, ws: WindowSet, days: np.ndarray) -> np.ndarray:
+    """Deterministic positions 0..10 on decision `days` from day_features_progress's rows `raw`."""
+    days = np.asarray(days, dtype=np.int64)
+    seq_len = loaded.data_cfg.seq_len
     positions = [policy_positions(m.model, standardised_inputs(m, raw, ws), days, seq_len, loaded.price.device,
                                   m.model_cfg.warm_start)
                  for m in loaded.members or [loaded]]
@@ -252,14 +273,17 @@ __all__ = [
     "LoadedStrategy",
     "day_features",
     "day_features_progress",
+    "day_rows",
     "distribution_inputs",
     "load_strategy_model",
     "model_kind",
     "policy_positions",
+    "positions_from_rows",
     "previous_positions",
     "standardised_inputs",
     "strategy_input_names",
     "strategy_inputs",
     "strategy_positions",
     "strategy_positions_progress",
+    "walked_days",
 ]

@@ -5,7 +5,8 @@ answers, all from the daily excess returns r (risk-free / 252 subtracted), Sharp
 sqrt(252) as in metrics.py:
 
 - sharpe_interval: a 95 % interval from the stationary block bootstrap (Politis & Romano), the
-  block length from Politis & White (2004, Patton et al. 2009 correction), both from `arch`;
+  block length from Politis & White (2004, Patton et al. 2009 correction) by `arch`, the resamples
+  drawn all at once as arch's StationaryBootstrap defines them (stationary_bootstrap_indices);
   blocks keep volatility clustering that an iid resample would destroy. Seeded: the same
   returns always give the same interval.
 - probabilistic_sharpe (Bailey & López de Prado 2012): P(true Sharpe > SR*) given n days,
@@ -27,7 +28,7 @@ from statistics import NormalDist
 from typing import TYPE_CHECKING
 
 import numpy as np
-from arch.bootstrap import StationaryBootstrap, optimal_block_length
+from arch.bootstrap import optimal_block_length
 
 from engine.backtest.metrics import DAYS
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 LEVEL = 0.95
 REPS = 1000  # bootstrap resamples: the interval's ends move by ~0.01 Sharpe between seeds
+CHUNK = 2_000_000  # resampled days held in memory at once (a long walk-forward: resamples in chunks)
 SEED = 0
 MIN_DAYS = 10  # fewer days give no meaningful interval or probability
 EULER_GAMMA = 0.5772156649015329
@@ -47,21 +49,42 @@ def _excess(returns: np.ndarray, risk_free: float) -> np.ndarray:
     return r[np.isfinite(r)] - risk_free / DAYS
 
 
-def _annual_sharpe(r: np.ndarray) -> float:
-    sd = r.std(ddof=1)
-    return float(r.mean() / sd * math.sqrt(DAYS)) if sd > 0 else float("nan")
+def stationary_bootstrap_indices(n: int, reps: int, block: float, rng: np.random.Generator) -> np.ndarray:
+    """[reps, n] resample indices of the stationary bootstrap, as arch's StationaryBootstrap draws
+    them one resample at a time (arch.bootstrap.base.StationaryBootstrap.update_indices and
+    _samplers.stationary_bootstrap_sample): a uniform start in [0, n) for every day, and day i
+    continues the block of day i - 1 (index + 1, wrapping n to 0) unless a uniform u_i <= 1 / block
+    starts a new one, so block lengths are geometric with mean `block`. Vectorised: each day's index
+    is the start of its block plus the days since that start, mod n (day-major inside: numpy
+    accumulates fastest along the first axis)."""
+    starts = rng.integers(n, size=(n, reps), dtype=np.int64)
+    fresh = rng.random((n, reps)) <= 1.0 / block
+    fresh[0] = True
+    day = np.arange(n)[:, None]
+    began = np.maximum.accumulate(np.where(fresh, day, 0), axis=0)  # day the block of day i began
+    index = np.take_along_axis(starts, began, axis=0) + (day - began)
+    index[index >= n] -= n  # below 2 n: a wrap is one subtraction
+    return index.T
 
 
 def sharpe_interval(returns: np.ndarray, risk_free: float = 0.0, *, level: float = LEVEL,
                     reps: int = REPS, seed: int = SEED) -> list[float] | None:
-    """[low, high] percentile interval of the annualised Sharpe ratio (stationary bootstrap)."""
+    """[low, high] percentile interval of the annualised Sharpe ratio (stationary bootstrap): the
+    Sharpe ratios of all resamples computed together, their percentiles as arch's conf_int takes them."""
     r = _excess(returns, risk_free)
     if r.size < MIN_DAYS or not r.std(ddof=1) > 0:
         return None
     block = max(1.0, float(optimal_block_length(r)["stationary"].iloc[0]))
-    bootstrap = StationaryBootstrap(block, r, seed=np.random.default_rng(seed))
-    ci = bootstrap.conf_int(_annual_sharpe, reps=reps, method="percentile", size=level)
-    low, high = (float(x) for x in np.ravel(ci))
+    rng = np.random.default_rng(seed)
+    rows = max(1, CHUNK // r.size)
+    sharpes = []
+    for done in range(0, reps, rows):  # chunks of resamples, not one at a time
+        sample = r[stationary_bootstrap_indices(r.size, min(rows, reps - done), block, rng)]
+        sd = sample.std(axis=1, ddof=1)
+        sharpes.append(np.divide(sample.mean(axis=1) * math.sqrt(DAYS), sd, out=np.full(sd.shape, np.nan),
+                                 where=sd > 0))
+    tail = 100 * (1 - level) / 2
+    low, high = (float(x) for x in np.percentile(np.concatenate(sharpes), [tail, 100 - tail]))
     return [low, high] if math.isfinite(low) and math.isfinite(high) else None
 
 
@@ -127,4 +150,5 @@ __all__ = [
     "recorded_sharpes",
     "sharpe_interval",
     "sharpe_statistics",
+    "stationary_bootstrap_indices",
 ]

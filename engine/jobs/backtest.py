@@ -33,8 +33,23 @@ from engine.data import (
     recorded_cut_dates,
 )
 from engine.events import CancelToken, Event, Progress
-from engine.forecast import LoadedPriceModel, is_run_id, load_price_model, model_windows, quantile_progress
-from engine.policy import LoadedStrategy, load_strategy_model, model_kind, strategy_positions_progress
+from engine.forecast import (
+    LoadedPriceModel,
+    is_run_id,
+    load_price_model,
+    model_windows,
+    outputs_progress,
+    quantile_progress,
+    quantiles_of,
+)
+from engine.policy import (
+    LoadedStrategy,
+    day_rows,
+    load_strategy_model,
+    model_kind,
+    positions_from_rows,
+    walked_days,
+)
 from engine.store import RunStore
 
 PRED_COLUMNS = [f"pred_{h}" for h in range(1, HORIZON + 1)]
@@ -168,9 +183,16 @@ def positions_for(src: Source, ws: WindowSet, days: np.ndarray, cancel: CancelTo
     """What `src` decides on decision days of one instrument: positions 0..10 and the 7
     predicted closes (PRED_COLUMNS, the median) then their 10 % and 90 % quantiles (BAND_COLUMNS)
     and the 1-day distribution (DIST_COLUMNS; both NaN for a point head), indexed by date. A job
-    step: Progress per batch of windows encoded, InterruptedError once `cancel` is set."""
+    step: Progress per batch of windows encoded, InterruptedError once `cancel` is set. A strategy's
+    walked days are encoded once, for its inputs and the forecasts alike."""
     dates = ws.dates[days]
-    forecasts = yield from quantile_progress(src.price, ws, days, cancel, f"Forecasting {ws.instrument}")
+    message = f"Forecasting {ws.instrument}"
+    if src.strategy is None:
+        forecasts = yield from quantile_progress(src.price, ws, days, cancel, message)
+    else:  # the decision days are among the walked ones (each walk ends on its day)
+        ends = np.intersect1d(ws.ends, walked_days(src.strategy, ws, days))
+        encoded = yield from outputs_progress(src.price, ws, ends, cancel, message)
+        forecasts = quantiles_of(src.price, ws, ends, encoded).take(np.searchsorted(ends, days))
     lo, hi = (forecasts.levels.index(level) for level in BAND_LEVELS.values())
     bands = [forecasts.quantile_prices[..., i] for i in (lo, hi)]
     day1 = forecasts.quantile_returns[:, 0]
@@ -178,8 +200,8 @@ def positions_for(src: Source, ws: WindowSet, days: np.ndarray, cancel: CancelTo
     predicted = pd.DataFrame(np.concatenate([forecasts.prices, *bands, forecasts.returns[:, :1], sigma[:, None]],
                                             axis=1), index=dates, columns=PRED_COLUMNS + BAND_COLUMNS + DIST_COLUMNS)
     if src.strategy is not None:
-        positions = yield from strategy_positions_progress(src.strategy, ws, days, cancel=cancel)
-        return pd.Series(positions, index=dates), predicted
+        raw = day_rows(src.price, ws, ends, encoded, src.strategy.model_cfg.inputs)
+        return pd.Series(positions_from_rows(src.strategy, raw, ws, days), index=dates), predicted
     close = pd.Series(ws.close, index=ws.dates)
     return forecast_positions(close, predicted).loc[dates], predicted
 
