@@ -63,6 +63,9 @@ class _Worker(QObject):
         except RunStoreError as error:  # disk full, folder gone read-only: the message says what to do
             log.error("job stopped: %s", error)
             self.crashed.emit(str(error))
+        except ValueError as error:  # the engine refuses bad input (data, dates, checkpoints) with a reason
+            log.warning("job refused: %s", error, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.crashed.emit(str(error))
         except Exception:  # a bug in a job must reach the user, not kill the thread silently
             log.exception("job crashed")
             self.crashed.emit(traceback.format_exc())
