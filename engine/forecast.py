@@ -227,21 +227,6 @@ def outputs_progress(loaded: LoadedPriceModel, ws: WindowSet | PooledWindows, en
     return PriceOutput(aux_loss=torch.zeros(()), **{name: torch.cat(p) for name, p in parts.items()})
 
 
-def encode_progress(loaded: LoadedPriceModel, ws: WindowSet, ends: np.ndarray,
-                    cancel: CancelToken | None = None, message: str = "Encoding windows",
-                    ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
-    """Strategy features [n, d_model] float32 and scaled forecasts [n, horizon] (network units: the
-    median, or a point head's value), as a job step (outputs_progress)."""
-    out = yield from outputs_progress(loaded, ws, ends, cancel, message)
-    return out.features.float().numpy(), out.prices.numpy()
-
-
-def encode_windows(loaded: LoadedPriceModel, ws: WindowSet,
-                   ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """encode_progress run to its end."""
-    return run_to_end(encode_progress(loaded, ws, ends))
-
-
 def quantile_progress(loaded: LoadedPriceModel, bars: BarTable | WindowSet, ends: np.ndarray,
                       cancel: CancelToken | None = None, message: str = "Forecasting",
                       ) -> Generator[Progress, None, QuantileForecast]:
@@ -329,8 +314,6 @@ __all__ = [
     "Forecast",
     "LoadedPriceModel",
     "QuantileForecast",
-    "encode_progress",
-    "encode_windows",
     "forecast",
     "forecast_many",
     "forecast_progress",

@@ -55,7 +55,7 @@ def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(
     store, price_run = runs
     calls = []
     real = forecast.outputs_progress
-    monkeypatch.setattr(forecast, "outputs_progress", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(policy, "outputs_progress", lambda *a: calls.append(1) or real(*a))  # the stage's encoder
     cfg = STRATEGY
     for _ in range(2):
         done = finished(train_strategy(price_run, ["goog"], model_cfg=cfg,
