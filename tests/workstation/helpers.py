@@ -1,6 +1,9 @@
-"""GUI test helpers: the shortest bundled series and a train wizard clicked through."""
+"""GUI test helpers: the shortest bundled series, a train wizard clicked through, where screenshots go."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from PySide6.QtWidgets import QWizard
 
@@ -9,6 +12,17 @@ from workstation.wizards.train_wizard import TrainWizard
 
 SMALL_DATASET = "goog"  # the shortest bundled series: fastest to window
 SHORT_PERIOD = ("2009-01-01", "2013-03-01")  # ~1,050 bars: enough windows for a split
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot_path(name: str, tmp_path: Path) -> Path:
+    """docs/screenshots/<name> only when QW_SCREENSHOTS=1 (`QW_SCREENSHOTS=1 ./scripts/test.sh tests/workstation`
+    refreshes the README's screenshots), tmp_path/<name> otherwise: a plain run still draws and saves the grab
+    but leaves the checkout clean."""
+    if os.environ.get("QW_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        return SCREENSHOTS / name
+    return tmp_path / name
 
 
 def fill_train_wizard(win: MainWindow, max_steps: int = 10, d_model: int = 32) -> TrainWizard:

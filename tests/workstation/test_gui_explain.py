@@ -7,15 +7,14 @@ from __future__ import annotations
 import io
 import json
 from contextlib import redirect_stdout
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtWidgets import QApplication
 
 from engine import cli
+from tests.workstation.helpers import screenshot_path
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "d_model=32", "--set", "n_layers=2", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
         "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
         "--set", "ffn_hidden=64"]
@@ -31,7 +30,7 @@ def run_id(window):
     return json.loads(buf.getvalue())["run_id"]
 
 
-def test_picking_a_forecast_day_explains_it_off_the_ui_thread(qtbot, window, run_id):
+def test_picking_a_forecast_day_explains_it_off_the_ui_thread(qtbot, window, run_id, tmp_path):
     window.forecast_panel.dataset.addItem("spx", "spx")
     window.forecast_panel.set_model(run_id)
     panel = window.explain_panel
@@ -58,9 +57,7 @@ def test_picking_a_forecast_day_explains_it_off_the_ui_thread(qtbot, window, run
     assert panel.voters.rowCount() == 3 and panel.regime_title.text().startswith("<b>Regime:")
     window.resize(1500, 900)
     QApplication.processEvents()  # lay the resized window out before the grab
-    shots = ROOT / "docs" / "screenshots"
-    shots.mkdir(parents=True, exist_ok=True)
-    assert window.grab().save(str(shots / "explain_panel.png"))
+    assert window.grab().save(str(screenshot_path("explain_panel.png", tmp_path)))
 
 
 def test_a_day_without_history_says_why(qtbot, window, run_id):

@@ -22,8 +22,8 @@ from engine.config import BacktestConfig, to_dict
 from engine.data import load_bars
 from engine.jobs.backtest import backtest_frame_json
 from engine.ledger import PaperLedger, ledger_report
+from tests.workstation.helpers import screenshot_path
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "d_model=32", "--set", "n_layers=2", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
         "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
         "--set", "ffn_hidden=64"]
@@ -123,7 +123,7 @@ def test_live_run_day_by_day_through_the_panel(qtbot, window, tmp_path, monkeypa
     window.docks["ledgerDock"].raise_()
     window.resize(1400, 860)
     qtbot.wait(50)  # let the dock lay out before the grab
-    window.grab().save(str(ROOT / "docs" / "screenshots" / "ledger.png"))
+    window.grab().save(str(screenshot_path("ledger.png", tmp_path)))
 
 
 def _ledger(store, bars, days: slice, reference: slice) -> str:

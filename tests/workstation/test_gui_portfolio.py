@@ -5,7 +5,6 @@ backtest there, not in the single-instrument panels."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from engine.events import run_to_end
 from engine.jobs.portfolio import load_portfolio_frames
 from engine.store import RunStore
 from engine.training.price import train_price
+from tests.workstation.helpers import screenshot_path
 from workstation import theme
 from workstation.main_window import MainWindow
 
@@ -23,7 +23,6 @@ TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_n
                         qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
 FAST = TrainConfig(max_steps=3, batch_size=16, warmup_steps=1, seed=3, precision="fp32", device="cpu")
 JOB_TIMEOUT_MS = 300_000
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "portfolio.png"
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def run_portfolio_wizard(window: MainWindow, qtbot, run_id: str):
     return blocker.args[0]
 
 
-def test_wizard_portfolio_mode_records_a_portfolio_the_panel_draws(portfolio_window, qtbot, price_run):
+def test_wizard_portfolio_mode_records_a_portfolio_the_panel_draws(portfolio_window, qtbot, price_run, tmp_path):
     store, run_id = price_run
     final = run_portfolio_wizard(portfolio_window, qtbot, run_id)
     assert final.status == "finished", final.error
@@ -95,8 +94,7 @@ def test_wizard_portfolio_mode_records_a_portfolio_the_panel_draws(portfolio_win
     if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or os.environ.get("DISPLAY"):
         portfolio_window.docks["portfolioDock"].raise_()
         qtbot.wait(50)
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        assert panel.grab().save(str(SCREENSHOT))
+        assert panel.grab().save(str(screenshot_path("portfolio.png", tmp_path)))
 
 
 def test_history_opens_a_portfolio_backtest_in_the_portfolio_panel(portfolio_window, qtbot, price_run, tmp_path,

@@ -3,8 +3,6 @@ cut at the dates the engine's price training resolves; typed cut dates reach the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 from PySide6.QtCore import Qt
 
@@ -12,12 +10,12 @@ from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
 from engine.data import load_bars
 from engine.events import run_to_end
 from engine.training.price import price_cut_dates, price_windows, train_price
+from tests.workstation.helpers import screenshot_path
 from workstation.panels.backtest_panels import BacktestView
 from workstation.panels.history_details import run_details
 from workstation.wizards.backtest_wizard import BacktestWizard
 from workstation.wizards.train_wizard import TrainWizard
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
                 qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)
 
@@ -46,7 +44,7 @@ def _expected(page) -> dict[str, dict[str, tuple[pd.Timestamp, pd.Timestamp]]]:
     return out
 
 
-def test_timeline_regions_are_the_engines_cut_dates(window, qtbot):
+def test_timeline_regions_are_the_engines_cut_dates(window, qtbot, tmp_path):
     names = ("spx", "sse", "goog")
     wizard = _wizard(window, names)
     page = wizard.data_page
@@ -56,8 +54,7 @@ def test_timeline_regions_are_the_engines_cut_dates(window, qtbot):
     wizard.resize(900, 640)
     wizard.show()
     qtbot.waitExposed(wizard)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    wizard.grab().save(str(SHOTS / "train_wizard_split.png"))
+    wizard.grab().save(str(screenshot_path("train_wizard_split.png", tmp_path)))
     wizard.reject()
 
 

@@ -12,7 +12,14 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
 from engine.training.price import price_split
-from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET, fill_train_wizard, start_training, start_wizard
+from tests.workstation.helpers import (
+    SHORT_PERIOD,
+    SMALL_DATASET,
+    fill_train_wizard,
+    screenshot_path,
+    start_training,
+    start_wizard,
+)
 from workstation.panels.data_panel import IMPORTED_KEY
 
 pytestmark = pytest.mark.slow
@@ -179,7 +186,8 @@ def test_watchdog_explains_a_diverging_run(window, qtbot):
     assert panel.stop_lines and len(panel.train_curve.getData()[0]) == 1
 
 
-def test_wizard_head_selector_reaches_the_request_and_the_point_loss_only_applies_to_the_point_head(window, qtbot):
+def test_wizard_head_selector_reaches_the_request_and_the_point_loss_only_applies_to_the_point_head(window, qtbot,
+                                                                                                   tmp_path):
     wizard = fill_train_wizard(window, max_steps=3)
     assert wizard.request().price_model.head == "quantile"  # the default for new runs
     wizard.back()
@@ -191,7 +199,7 @@ def test_wizard_head_selector_reaches_the_request_and_the_point_loss_only_applie
     model.head.setCurrentText("student_t")
     assert not model.loss.isEnabled()
     wizard.resize(1000, 640)
-    wizard.grab().save(str(Path(__file__).parents[2] / "docs" / "screenshots" / "train_wizard_head.png"))
+    wizard.grab().save(str(screenshot_path("train_wizard_head.png", tmp_path)))
     wizard.next()
     wizard.next()
     assert wizard.request().price_model.head == "student_t"

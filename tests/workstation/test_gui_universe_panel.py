@@ -16,9 +16,9 @@ import pytest
 from engine import cli
 from tests.engine.cli.test_evaluate_cli import TINY
 from tests.engine.cli.test_universe_evaluate_cli import planted_returns
+from tests.workstation.helpers import screenshot_path
 from workstation.panels.universe_panel import ROLLING_DAYS, _fmt
 
-ROOT = Path(__file__).resolve().parents[2]
 N, DAYS = 7, 800
 
 
@@ -44,7 +44,7 @@ def universe_run(window, tmp_path):
     return str(path), run["run_id"]
 
 
-def test_universe_action_fills_the_panel_with_the_reports_numbers(qtbot, window, universe_run):
+def test_universe_action_fills_the_panel_with_the_reports_numbers(qtbot, window, universe_run, tmp_path):
     path, run_id = universe_run
     panel = window.universe_panel
     window.actions_["evaluate_universe"].trigger()  # nothing selected: refused with the reason, no job
@@ -96,4 +96,4 @@ def test_universe_action_fills_the_panel_with_the_reports_numbers(qtbot, window,
     window.resize(1400, 860)
     window.docks["universeDock"].raise_()
     qtbot.wait(50)  # let the dock lay out before the grab
-    panel.grab().save(str(ROOT / "docs" / "screenshots" / "universe_panel.png"))
+    panel.grab().save(str(screenshot_path("universe_panel.png", tmp_path)))

@@ -3,7 +3,8 @@ a tiny price run from the wizard, a strategy run on it, cancel a run, backtest t
 every panel and export signals. While a job runs, something visible must change at least once a
 second (a progress count, a step, the status bar): the longest silence is measured and asserted.
 
-Run it under a display as a user sees it (`xvfb-run -a`) or offscreen; it writes two screenshots.
+Run it under a display as a user sees it (`xvfb-run -a`) or offscreen; it saves two screenshots
+(into docs/screenshots/ with QW_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QApplication, QFileDialog
@@ -19,12 +19,10 @@ from PySide6.QtWidgets import QApplication, QFileDialog
 from engine.config import BacktestConfig, DataConfig, PriceModelConfig, StrategyLossConfig, StrategyModelConfig
 from engine.data.samples import sample_path
 from tests.workstation import helpers
-from tests.workstation.helpers import fill_train_wizard, start_wizard
+from tests.workstation.helpers import fill_train_wizard, screenshot_path, start_wizard
 from workstation.wizards.backtest_wizard import BacktestRequest
 from workstation.wizards.train_wizard import TrainRequest
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 MAX_SILENCE_S = 1.0
 
 pytestmark = pytest.mark.slow
@@ -90,7 +88,7 @@ def test_first_session_never_leaves_the_user_waiting_without_news(window, qtbot,
         encoding = panel.phase.text().startswith("Encoding") and "ETA -" not in panel.eta.text()
         if not shot and encoding and done > total // 3:
             QApplication.processEvents()
-            panel.grab().save(str(SHOTS / "training_encoding_progress.png"))
+            panel.grab().save(str(screenshot_path("training_encoding_progress.png", tmp_path)))
             shot.append(True)
 
     win.runner.progress_changed.connect(grab_while_encoding)
@@ -124,7 +122,7 @@ def test_first_session_never_leaves_the_user_waiting_without_news(window, qtbot,
     qtbot.waitUntil(lambda: panel.latest is not None)
     panel.pick(len(panel.ws.dates) - 40)
     QApplication.processEvents()
-    panel.grab().save(str(SHOTS / "forecast_naive_error.png"))
+    panel.grab().save(str(screenshot_path("forecast_naive_error.png", tmp_path)))
     # 7. export the shown backtest's signals
     target = tmp_path / "signals.csv"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "CSV files (*.csv)"))
