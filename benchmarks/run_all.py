@@ -94,9 +94,11 @@ def rows_strategy(r: dict) -> list[Row]:
 
 
 def rows_explain(r: dict) -> list[Row]:
-    seconds = r["seconds"]
-    return [(f"explain one day, tiny, CPU (attention + IG of the 7-day median, {r['nodes']} nodes)",
-             f"{seconds:.2f} s", "< 1 s", "met" if seconds < 1 else "MISSED")]
+    seconds, worst = r["seconds"], r["worst_seconds"]
+    return [(f"explain one day, tiny, CPU (attention + IG of the 7-day median; median of {len(r['days'])} days, "
+             f"{r['nodes']} nodes)", f"{seconds:.2f} s", "< 1 s", "met" if seconds < 1 else "MISSED"),
+            (f"explain, the slowest of those days ({r['worst_nodes']} nodes)", f"{worst:.2f} s", "< 1 s",
+             "met" if worst < 1 else "MISSED")]
 
 
 def rows_ddp(r: dict) -> list[Row]:
@@ -136,7 +138,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str]], dict], Callable[[dict], list[R
     "backtest": (bench_backtest.main, rows_backtest),
     "training": (bench_training.main, rows_training),
     "strategy": (bench_strategy.main, rows_strategy),
-    "explain": (lambda _: bench_explain.main(), rows_explain),
+    "explain": (lambda _: bench_explain.main([]), rows_explain),
     "ddp": (bench_ddp.main, rows_ddp),
     "memory": (bench_memory.main, rows_memory),
     "universe": (bench_universe.main, rows_universe),

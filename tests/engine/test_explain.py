@@ -20,6 +20,7 @@ from engine.explain import (
     explain_regime,
     flat_baseline,
     input_names,
+    inputs_only,
     integrated_gradients,
 )
 from engine.forecast import LoadedPriceModel
@@ -118,6 +119,22 @@ def test_integrated_gradients_meet_completeness_on_the_tiny_model(ws):
     assert abs(out - base) > 1e-4  # a change to explain
     assert abs(values.double().sum().item() - (out - base)) <= COMPLETENESS * abs(out - base)
     assert gap <= COMPLETENESS and nodes >= 16
+
+
+def test_inputs_only_changes_no_attribution_and_leaves_the_weights_trainable(ws):
+    price = loaded_price("tiny", **SMALL)
+    x, mask = window(ws, 4200)
+    baseline = flat_baseline(x[0], input_names(x.shape[-1]))
+
+    def median(z):
+        return price.model(z, mask.expand(len(z), -1)).prices[:, 6]
+
+    plain = integrated_gradients(median, x[0], baseline)[0]
+    with inputs_only(price.model):
+        assert not any(p.requires_grad for p in price.model.parameters())
+        frozen = integrated_gradients(median, x[0], baseline)[0]
+    torch.testing.assert_close(frozen, plain)
+    assert all(p.requires_grad for p in price.model.parameters())
 
 
 def test_a_planted_input_that_alone_drives_a_toy_model_gets_the_largest_attribution():

@@ -238,7 +238,8 @@ class ExplainPanel(QWidget):
         days = ", ".join(f"{d['date']} ({d['value'] * attr.scale:+.3g})" for d in attr.top_days(3))
         gap = (f"<span style='color:{p.warn}'>completeness gap {attr.completeness_gap:.1%} "
                f"after {attr.nodes} nodes</span>" if attr.completeness_gap > 0.01 else
-               f"attributions add up to output − baseline within {attr.completeness_gap:.2%} ({attr.nodes} nodes)")
+               f"attributions add up to output − baseline within {attr.completeness_gap:.2%} of their size "
+               f"({attr.nodes} nodes)")
         self.top_text.setText(
             f"<ul style='margin-left:-20px'>{items}</ul><p>Days that moved it most: {days}</p>"
             f"<p style='color:{p.muted}'>Integrated gradients of {attr.target} ({attr.units}) against "
