@@ -4,6 +4,8 @@
 It keeps books the way a broker statement does, in shares and cash, not in the backtest's growth
 factors: reconciling the two (`reconcile`, within 1 bp a day on the same bars and signals) is the
 proof that the backtest's algebra (engine/backtest/run.py) is what trading those signals earns.
+A live portfolio's ledger keeps the whole book in one row a day (engine/portfolio/ledger.py);
+ledger_report reconciles either kind.
 
 Rules, as the next-open backtest applies them: the signal of close t trades at open t+1 (a missing
 open fills at that day's close) to the exposure signal / 10 of the post-trade equity (fractional
@@ -23,6 +25,7 @@ import pandas as pd
 
 from engine.backtest.run import make_tape, run_backtest
 from engine.config import BacktestConfig, from_dict, to_dict
+from engine.portfolio.ledger import reconcile_portfolio
 from engine.store import RunStore
 
 CAPITAL = 1.0  # paper equity starts at 1: returns and the backtest's equity read alike
@@ -133,11 +136,15 @@ class PaperLedger:
         """Record the days after the last one: fills of yesterday's signal, today's book and signal."""
         rows = self.rows()
         new = ledger_rows(rows[-1] if rows else None, close, opens, signals, cfg, instrument=instrument)
-        config = json.dumps(to_dict(replace(cfg, fill="next-open", start=None, end=None)))
+        self.record(new, instrument=instrument, checkpoint_sha256=checkpoint_sha256,
+                    config=json.dumps(to_dict(replace(cfg, fill="next-open", start=None, end=None))))
+        return new
+
+    def record(self, rows: list[dict], *, instrument: str, checkpoint_sha256: str, config: str) -> None:
+        """Append computed days (a portfolio's come from engine.portfolio.ledger) under this ledger."""
         self.store.append_ledger([{**r, "ledger": self.key, "run_id": self.run_id, "dataset": self.dataset,
                                    "instrument": instrument, "checkpoint_sha256": checkpoint_sha256,
-                                   "config": config} for r in new])
-        return new
+                                   "config": config} for r in rows])
 
 
 def reconcile(frame: pd.DataFrame) -> pd.DataFrame:
@@ -189,24 +196,31 @@ def ledger_report(store: RunStore, run_id: str | None = None) -> dict:
                          "issue signals for a live model first")
     row = ledgers[0]
     frame = PaperLedger(store, row["run_id"], row["dataset"]).frame()
-    rec = reconcile(frame)
-    recorded = [b for b in store.list_backtests(row["run_id"]) if not b["config"].get("in_sample")]
+    portfolio = bool(frame["book"].notna().any())
+    rec = reconcile_portfolio(frame) if portfolio else reconcile(frame)
+    recorded = [b for b in store.list_backtests(row["run_id"]) if not b["config"].get("in_sample")
+                and (b["config"].get("kind") == "portfolio") == portfolio]
     reference = np.array([]) if not recorded else _backtest_returns(recorded[0])
     last = frame.iloc[-1]
+    book = {"date": f"{frame.index[-1]:%Y-%m-%d}", "quantity": last["quantity"], "cash": last["cash"],
+            "signal": None if pd.isna(last["signal"]) else int(last["signal"]),
+            "checkpoint_sha256": last["checkpoint_sha256"]}
+    if portfolio:  # weights held at the close and the targets decided there (null: not a decision day)
+        held = json.loads(last["book"])
+        book.update(quantity=None, weights=held["held"], units=held["units"], target=held["target"])
     return {"ledger": row["ledger"], "run_id": row["run_id"], "dataset": row["dataset"], "days": len(frame),
-            "dates": [f"{d:%Y-%m-%d}" for d in frame.index], "equity": rec["equity"].tolist(),
-            "backtest_equity": rec["backtest_equity"].tolist(), "gap_bps": rec["gap_bps"].tolist(),
-            "max_daily_gap_bps": float(rec["gap_bps"].abs().max()),
+            "portfolio": portfolio, "dates": [f"{d:%Y-%m-%d}" for d in frame.index],
+            "equity": rec["equity"].tolist(), "backtest_equity": rec["backtest_equity"].tolist(),
+            "gap_bps": rec["gap_bps"].tolist(), "max_daily_gap_bps": float(rec["gap_bps"].abs().max()),
             "alarm": {**interval_alarm(rec["daily_return"].to_numpy(), reference),
                       "reference": recorded[0]["backtest_id"] if recorded else None},
-            "book": {"date": f"{frame.index[-1]:%Y-%m-%d}", "quantity": last["quantity"], "cash": last["cash"],
-                     "signal": None if pd.isna(last["signal"]) else int(last["signal"]),
-                     "checkpoint_sha256": last["checkpoint_sha256"]}}
+            "book": book}
 
 
 def _backtest_returns(record: dict) -> np.ndarray:
     data = record["frame_json"]
     data = json.loads(data) if isinstance(data, str) else data
+    data = data.get("daily", data)  # a portfolio backtest keeps its daily frame under "daily"
     return np.asarray(data["data"], dtype=object)[:, data["columns"].index("strategy_return")].astype(np.float64)
 
 

@@ -140,8 +140,15 @@ def _v2(db: sqlite_utils.Database) -> None:
                        "BEGIN SELECT RAISE(ABORT, 'append-only'); END")
 
 
+def _v3(db: sqlite_utils.Database) -> None:
+    """Portfolio live models: a mark keeps how its universe becomes weights (config, JSON), a ledger
+    day the whole book (book, JSON). ADD COLUMN leaves the rows and the append-only triggers as they were."""
+    db.execute("ALTER TABLE live_marks ADD COLUMN config TEXT")
+    db.execute("ALTER TABLE ledger_days ADD COLUMN book TEXT")
+
+
 # Append-only: MIGRATIONS[i] upgrades schema version i to i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -468,16 +475,19 @@ class RunStore:
             "FROM ledger_days GROUP BY ledger ORDER BY MAX(created) DESC"))
 
     @_write
-    def mark_live(self, run_id: str, dataset: str, live: bool = True) -> None:
-        """Mark (or unmark) a run live on a dataset: an event, never an edit."""
+    def mark_live(self, run_id: str, dataset: str, live: bool = True, config: dict | None = None) -> None:
+        """Mark (or unmark) a run live on a dataset: an event, never an edit. config: how a universe is
+        traded as a portfolio ({"portfolio": PortfolioConfig, "backtest": BacktestConfig} as dicts);
+        None: each instrument on its own positions."""
         with self._tx() as db:
-            db["live_marks"].insert({"run_id": run_id, "dataset": dataset, "live": int(live), "at": _now()})
+            db["live_marks"].insert({"run_id": run_id, "dataset": dataset, "live": int(live), "at": _now(),
+                                     "config": None if config is None else json.dumps(config)})
 
     def live_models(self) -> list[dict]:
-        """(run_id, dataset, at) pairs whose latest mark is live."""
-        return list(self.db.query(
-            "SELECT run_id, dataset, at FROM live_marks m WHERE rowid = (SELECT MAX(rowid) FROM live_marks "
-            "WHERE run_id = m.run_id AND dataset = m.dataset) AND live = 1 ORDER BY at"))
+        """(run_id, dataset, at, config) of the pairs whose latest mark is live."""
+        return [_decode(r) for r in self.db.query(
+            "SELECT run_id, dataset, at, config FROM live_marks m WHERE rowid = (SELECT MAX(rowid) FROM live_marks "
+            "WHERE run_id = m.run_id AND dataset = m.dataset) AND live = 1 ORDER BY at")]
 
     # deletion ----------------------------------------------------------------------------------
     @_write

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from engine.cli.core import BadInput, Output, command, iso_date, open_store
+from engine.cli.portfolio import portfolio_configs, portfolio_options
 
 
 def _update_args(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,10 @@ def _mark_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="RUN", help="a price or strategy run id")
     parser.add_argument("--data", required=True, metavar="D", help="the dataset it trades")
     parser.add_argument("--off", action="store_true", help="unmark it")
+    parser.add_argument("--portfolio", action="store_true",
+                        help="trade the universe as one portfolio of target weights (the options below, as "
+                             "backtest-portfolio's); default: each instrument on its own positions 0..10")
+    portfolio_options(parser)
 
 
 @command("mark-live", "mark a run live on a dataset (its signals are issued and paper-traded)", _mark_args)
@@ -46,10 +51,23 @@ def run_mark_live(args: argparse.Namespace) -> Output:
     store = open_store(args)
     if store.get_run(args.run) is None:
         raise BadInput(f"no run {args.run!r} in {store.path}")
-    store.mark_live(args.run, args.data, not args.off)
+    config = None
+    if args.portfolio and not args.off:
+        from engine.config import to_dict
+        from engine.data.universe import is_universe
+
+        if not is_universe(args.data):
+            raise BadInput(f"--portfolio: {args.data} is not a universe (a folder, a vipdoc root, a wide table)")
+        try:
+            pcfg, cfg = portfolio_configs(args)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        config = {"portfolio": to_dict(pcfg), "backtest": to_dict(cfg)}
+    store.mark_live(args.run, args.data, not args.off, config)
     live = store.live_models()
-    return Output({"live": live}, "\n".join(f"{m['run_id']} on {m['dataset']} (since {m['at']})" for m in live)
-                  or "no live models")
+    text = [f"{m['run_id']} on {m['dataset']} (since {m['at']})"
+            + (f", portfolio {m['config']['portfolio']['method']}" if m["config"] else "") for m in live]
+    return Output({"live": live}, "\n".join(text) or "no live models")
 
 
 def _signal_args(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +94,9 @@ def run_signal(args: argparse.Namespace) -> Output:
         raise BadInput(str(exc)) from None
     data = report.to_json()
     lines = [f"signals as of {report.asof} ({report.ledger_days} ledger day(s) recorded)"]
-    lines += [f"  target {t['instrument']}: position {t['position']}/10 ({t['run_id']})" for t in report.targets]
+    lines += [f"  target {t['instrument']}: " + (f"position {t['position']}/10" if "position" in t else
+                                                 f"weight {t['weight']:.2%}" + ("" if t["rebalance"] else " (held)"))
+              + f" ({t['run_id']})" for t in report.targets]
     lines += [f"  {o.side} {o.size:g} {o.unit} {o.instrument} ref {o.reference_price:g} on {o.fill_day}"
               + (f"; {o.rule}" if o.rule else "") + (f"; BLOCKED: {o.blocked}" if o.blocked else "")
               for o in report.orders]

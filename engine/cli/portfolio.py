@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from engine.cli.core import BadInput, Output, command, iso_date, open_store
 from engine.config import FILLS, BacktestConfig
 
+if TYPE_CHECKING:
+    from engine.portfolio.construct import PortfolioConfig
 
-def _configure(parser: argparse.ArgumentParser) -> None:
+
+def portfolio_options(parser: argparse.ArgumentParser) -> None:
+    """How a universe becomes weights and what trading them costs: backtest-portfolio's and mark-live's."""
     from engine.portfolio.construct import METHODS, PortfolioConfig
 
     d, b = PortfolioConfig(), BacktestConfig()
-    parser.add_argument("--run", required=True, metavar="RUN", help="a price (or strategy) run id")
-    parser.add_argument("--data", required=True, metavar="UNIVERSE", help="a universe (us12, a folder, a vipdoc root)")
     parser.add_argument("--method", choices=METHODS, default=d.method)
     parser.add_argument("--top-k", type=int, default=d.top_k)
     parser.add_argument("--rebalance", type=int, default=d.rebalance, metavar="N", help="days between decisions")
@@ -26,6 +29,23 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stamp-duty-bps", type=float, default=b.stamp_duty_bps)
     parser.add_argument("--fill", choices=FILLS, default=b.fill)
     parser.add_argument("--ashare-rules", action="store_true")
+
+
+def portfolio_configs(args: argparse.Namespace) -> tuple[PortfolioConfig, BacktestConfig]:
+    """portfolio_options' values as configs (a bad combination raises ValueError)."""
+    from engine.portfolio.construct import PortfolioConfig
+
+    cfg = BacktestConfig(fill=args.fill, cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
+                         stamp_duty_bps=args.stamp_duty_bps, ashare_rules=args.ashare_rules,
+                         start=getattr(args, "start", None), end=getattr(args, "end", None))
+    return PortfolioConfig(method=args.method, top_k=args.top_k, rebalance=args.rebalance, band=args.band,
+                           max_weight=args.max_weight, min_cash=args.min_cash, max_turnover=args.max_turnover), cfg
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="RUN", help="a price (or strategy) run id")
+    parser.add_argument("--data", required=True, metavar="UNIVERSE", help="a universe (us12, a folder, a vipdoc root)")
+    portfolio_options(parser)
     parser.add_argument("--start", type=iso_date, metavar="YYYY-MM-DD")
     parser.add_argument("--end", type=iso_date, metavar="YYYY-MM-DD")
     parser.add_argument("--walk-forward", type=int, metavar="FOLDS",
@@ -40,17 +60,10 @@ def run_backtest_portfolio(args: argparse.Namespace) -> Output:
     from engine.cli.train import TrainingProgress, cancel_on_sigint
     from engine.events import run_to_end
     from engine.jobs.portfolio import portfolio_job, portfolio_walk_forward_job
-    from engine.portfolio.construct import PortfolioConfig
-
-    cfg = BacktestConfig(fill=args.fill, cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
-                         stamp_duty_bps=args.stamp_duty_bps, ashare_rules=args.ashare_rules,
-                         start=args.start, end=args.end)
     store = open_store(args)
     with cancel_on_sigint() as token:
         try:
-            pcfg = PortfolioConfig(method=args.method, top_k=args.top_k, rebalance=args.rebalance, band=args.band,
-                                   max_weight=args.max_weight, min_cash=args.min_cash,
-                                   max_turnover=args.max_turnover)
+            pcfg, cfg = portfolio_configs(args)
             if args.walk_forward is not None:
                 job = portfolio_walk_forward_job(args.run, args.data, folds=args.walk_forward, pcfg=pcfg, cfg=cfg,
                                                  store=store, fraction=args.walk_forward_fraction, cancel=token)

@@ -3,9 +3,11 @@ trade each block with the model retrained just before it, and compare with the r
 
 Block k covers forward days [s_k, s_k + N); its model is the source's recipe cut at the day before
 s_k (walkforward.cut_at: cut dates resolved afresh inside that span), so no retrain ever trains,
-validates or selects on a day it later scores. Each retrain is an ordinary run in the history; a
-"rolling" run records the schedule and the retrains' ids (the lineage: source -> rolling -> retrains)
-and both backtests: rolling (stitched blocks) and train-once (the source on the same days).
+validates or selects on a day it later scores. Each retrain is a run in the history with its lineage:
+a price retrain's parent_run is the "rolling" run (whose parent is the source), a strategy retrain's
+is its price retrain, as for any strategy run (source -> rolling -> price retrain -> strategy retrain).
+The rolling run records the schedule, the retrains' ids and both backtests: rolling (stitched blocks)
+and train-once (the source on the same days).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def rolling_job(model_ref: str, data: str, *, every: int, start: str, end: str |
     for k, block in enumerate(blocks):
         yield Progress(k, len(blocks), f"retrain {k + 1}/{len(blocks)}")
         cut = f"{ws.dates[block[0] - 1]:%Y-%m-%d}"
-        price = yield from run_price(cut_at(price_recipe, cut), store=store, cancel=cancel)
+        price = yield from run_price(cut_at(price_recipe, cut), store=store, cancel=cancel, parent=rolling_id)
         fold = price
         if price.status == "finished" and recipe.kind == "strategy":
             fold = yield from run_strategy(replace(cut_at(recipe, cut), price_run=price.run_id),

@@ -125,7 +125,7 @@ def fill_prices(market: Market, cfg: BacktestConfig) -> tuple[np.ndarray, int, s
     return np.where(usable, opens, market.close), 1, None
 
 
-def _limits(market: Market, fills: np.ndarray, cfg: BacktestConfig) -> tuple[np.ndarray, np.ndarray]:
+def fill_limits(market: Market, fills: np.ndarray, cfg: BacktestConfig) -> tuple[np.ndarray, np.ndarray]:
     """[D, N] fill at limit-up / limit-down against the previous close, per name's board."""
     if not cfg.ashare_rules:
         none = np.zeros(fills.shape, dtype=bool)
@@ -135,7 +135,7 @@ def _limits(market: Market, fills: np.ndarray, cfg: BacktestConfig) -> tuple[np.
     return limit_days(reference, fills, limits)
 
 
-def _trade(units: np.ndarray, cash: float, target: np.ndarray, price: np.ndarray, up: np.ndarray,
+def trade(units: np.ndarray, cash: float, target: np.ndarray, price: np.ndarray, up: np.ndarray,
            down: np.ndarray, buy: np.ndarray, sell: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     """New units and cash after trading to `target` at `price`; traded notional and costs (both as
     fractions of the pre-trade equity)."""
@@ -164,7 +164,7 @@ def simulate(market: Market, span: np.ndarray, decide: Decide, pcfg: PortfolioCo
     """The book over day indices `span` (consecutive) trading the decisions of `decide`;
     costs_bps [N]: extra cost per name on top of cfg's, for names dearer to trade."""
     fills, lag, note = fill_prices(market, cfg)
-    up, down = _limits(market, fills, cfg)
+    up, down = fill_limits(market, fills, cfg)
     first, days = int(span[0]), len(span)
     close = pd.DataFrame(market.close[first:first + days]).ffill().to_numpy()  # a suspended name's last close
     fills, up, down = fills[first:first + days], up[first:first + days], down[first:first + days]
@@ -182,7 +182,7 @@ def simulate(market: Market, span: np.ndarray, decide: Decide, pcfg: PortfolioCo
         f = t + lag
         if f >= days:
             break
-        units, cash, traded[f], paid[f] = _trade(units, cash, target, fills[f], up[f], down[f],
+        units, cash, traded[f], paid[f] = trade(units, cash, target, fills[f], up[f], down[f],
                                                  np.broadcast_to(buy, (n,)), np.broadcast_to(sell, (n,)))
         value = np.where(units != 0, units * np.nan_to_num(close[f:]), 0.0)
         equity[f:] = cash + value.sum(-1)
@@ -249,6 +249,31 @@ def backtest_span(market: Market, forecasts: Forecasts, cfg: BacktestConfig) -> 
     return days[inside]
 
 
+def decision_rule(market: Market, forecasts: Forecasts, pcfg: PortfolioConfig) -> tuple[Decide, list[str]]:
+    """pcfg.method's target weights for a day from what is known at its close (scores, trailing
+    volatilities, covariances), and the list its mean-variance fallbacks are told in. The backtest and
+    the paper ledger of a live portfolio (engine/portfolio/ledger.py) decide with this one rule."""
+    tradable = np.isfinite(market.close)
+    scores = np.where(tradable, forecasts.scores(), np.nan)
+    notes: list[str] = []
+    if pcfg.method != "mean_variance":
+        chosen = robust_weights(pcfg.method, scores, trailing_vol(market, pcfg.lookback), pcfg)
+        return (lambda day, held: chosen[day]), notes
+    covs: dict[int, np.ndarray] = {}
+    history = pd.DataFrame(tradable).rolling(pcfg.lookback, min_periods=pcfg.lookback).sum().to_numpy()
+    mu = np.where(history >= pcfg.lookback, forecasts.median[..., 0], np.nan)  # a full covariance history
+
+    def decide(day: int, held: np.ndarray) -> np.ndarray:
+        if day not in covs:
+            covs[day] = _covariances(market, np.array([day]), pcfg.lookback)[0]
+        w, note = optimised_or_fallback(np.expm1(mu[day]), covs[day], held, scores[day], pcfg,
+                                        f"on {market.dates[day]:%Y-%m-%d}")
+        if note:
+            notes.append(note)
+        return w
+    return decide, notes
+
+
 def portfolio_backtest(market: Market, forecasts: Forecasts, pcfg: PortfolioConfig, cfg: BacktestConfig,
                        costs_bps: np.ndarray | None = None) -> PortfolioResult:
     """Trade pcfg.method's weights over the forecast days (cfg's period), next to the baselines,
@@ -256,32 +281,8 @@ def portfolio_backtest(market: Market, forecasts: Forecasts, pcfg: PortfolioConf
     span = backtest_span(market, forecasts, cfg)
     dates = market.dates[span]
     tradable = np.isfinite(market.close)
-    scores = np.where(tradable, forecasts.scores(), np.nan)
     vol = trailing_vol(market, pcfg.lookback)
-    notes: list[str] = []
-    covs: dict[int, np.ndarray] = {}
-
-    def covariance(day: int) -> np.ndarray:
-        if day not in covs:
-            covs[day] = _covariances(market, np.array([day]), pcfg.lookback)[0]
-        return covs[day]
-
-    if pcfg.method == "mean_variance":
-        history = pd.DataFrame(tradable).rolling(pcfg.lookback, min_periods=pcfg.lookback).sum().to_numpy()
-        mu = np.where(history >= pcfg.lookback, forecasts.median[..., 0], np.nan)  # a full covariance history
-
-        def decide(day: int, held: np.ndarray) -> np.ndarray:
-            w, note = optimised_or_fallback(np.expm1(mu[day]), covariance(day), held, scores[day], pcfg,
-                                            f"on {market.dates[day]:%Y-%m-%d}")
-            if note:
-                notes.append(note)
-            return w
-    else:
-        chosen = robust_weights(pcfg.method, scores, vol, pcfg)
-
-        def decide(day: int, held: np.ndarray) -> np.ndarray:
-            return chosen[day]
-
+    decide, notes = decision_rule(market, forecasts, pcfg)
     with warnings.catch_warnings():
         warnings.simplefilter("always", PortfolioWarning)  # every fallback is told, not only the first
         sim, fill_note = simulate(market, span, decide, pcfg, cfg, costs_bps)
@@ -342,10 +343,13 @@ __all__ = [
     "PortfolioResult",
     "Simulation",
     "backtest_span",
+    "decision_rule",
+    "fill_limits",
     "fill_prices",
     "index_returns",
     "momentum_scores",
     "portfolio_backtest",
     "simulate",
+    "trade",
     "trailing_vol",
 ]

@@ -64,7 +64,8 @@ class PriceData:
 def price_windows(tables: list[BarTable], cfg: DataConfig) -> PooledWindows:
     """The tables cut to cfg's period and windowed (with cfg's market context beside each), pooled with
     cfg's target (own or excess h-day returns)."""
-    tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
+    if cfg.start is not None or cfg.end is not None:
+        tables = [replace(t, frame=t.frame.loc[cfg.start:cfg.end]) for t in tables]
     context = market_context(cfg.context, tables, cfg.adjust)
     return PooledWindows([build_windows(t, cfg.window, cfg.horizon, cfg.feature_set, context) for t in tables],
                          target=cfg.target)
@@ -211,10 +212,11 @@ def train_price(data: list[str], *, model_cfg: PriceModelConfig, data_cfg: DataC
 
 
 def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = None,
-              resume: str | None = None, cancel: CancelToken | None = None,
+              resume: str | None = None, cancel: CancelToken | None = None, parent: str | None = None,
               ) -> Generator[Event, None, Finished]:
-    """Train the price run `recipe` describes. Bad input raises (DataImportError / ValueError)
-    before a run is recorded; after that every outcome is the returned Finished record."""
+    """Train the price run `recipe` describes (`parent`: the run that made it, its lineage in the
+    history). Bad input raises (DataImportError / ValueError) before a run is recorded; after that
+    every outcome is the returned Finished record."""
     model_cfg, data_cfg = recipe.model, recipe.data
     if (model_cfg.window, model_cfg.horizon) != (data_cfg.window, data_cfg.horizon):
         raise ValueError(f"model window/horizon {model_cfg.window}/{model_cfg.horizon} differ from "
@@ -237,7 +239,7 @@ def run_price(recipe: RunRecipe, *, store: RunStore, runs_dir: Path | None = Non
     recipe = replace(recipe, data=replace(data_cfg, **prepared.cuts.to_dict()))  # recorded with the run
     split = split_json(prepared.cuts, prepared.pooled.sets, data_cfg.horizon)
     entry = RunEntry(recipe, ",".join(prepared.fingerprints), Path(runs_dir or store.runs_dir), resume,
-                     facts={"split": split})
+                     facts={"split": split}, parent=parent)
     stage = PriceStage(prepared, recipe.train.loss, model_cfg.head)
     return (yield from fit(lambda: build_price_model(model_cfg), stage, recipe.train, store=store, run=entry,
                            cancel=cancel, configs=recipe.checkpoint_configs()))

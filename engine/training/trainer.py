@@ -491,6 +491,7 @@ class RunEntry:
     runs_dir: Path  # checkpoints go to runs_dir / run_id
     resume: str | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # recorded next to the recipe: the split it used
+    parent: str | None = None  # the run that made this one (a rolling retrain's rolling run); None: the price run
 
 
 def _open_run(store: RunStore, run: str | RunEntry, device: torch.device,
@@ -506,7 +507,7 @@ def _open_run(store: RunStore, run: str | RunEntry, device: torch.device,
             store.create_run, recipe.kind, dataset=", ".join(recipe.datasets),
             fingerprint=run.fingerprint, config={**recipe.to_dict(), **run.facts},
             seed=recipe.train.seed,
-            device=str(device), parent_run=recipe.price_run)
+            device=str(device), parent_run=run.parent or recipe.price_run)
         return run_id, run.runs_dir / run_id, None
     if store.get_run(run.resume)["fingerprint"] != run.fingerprint:
         raise ValueError(f"run {run.resume}: the data changed since it started "

@@ -9,14 +9,15 @@ import sqlite3
 import numpy as np
 import pandas as pd
 import pytest
+import sqlite_utils
 
 from engine.backtest.ashare import daily_limits, limit_days
 from engine.backtest.run import run_backtest
 from engine.config import BacktestConfig
 from engine.data import load_bars
 from engine.jobs.signal import Holding, plan_order
-from engine.ledger import PaperLedger, interval_alarm, reconcile
-from engine.store import RunStore
+from engine.ledger import PaperLedger, interval_alarm, ledger_rows, reconcile
+from engine.store import MIGRATIONS, RunStore
 
 CFG = BacktestConfig(ashare_rules=True, cost_bps=3, slippage_bps=2, stamp_duty_bps=10)
 
@@ -103,3 +104,30 @@ def test_alarm_when_live_returns_leave_the_backtest_band():
     crash = np.concatenate([reference[:20], np.full(20, -0.02)])
     alarm = interval_alarm(crash, reference)
     assert alarm["alarm"] and "outside" in alarm["message"]
+
+
+def test_a_v2_history_migrates_keeping_its_ledger_and_marks_append_only(tmp_path, spdb):
+    """Schema v3 (portfolio marks and books) adds columns to a v2 file: old rows and triggers stay."""
+    bars, frame, signals = spdb
+    path = tmp_path / "runs.db"
+    db = sqlite_utils.Database(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    for migrate in MIGRATIONS[:2]:  # the file as the previous release left it
+        migrate(db)
+    db.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    db.execute("INSERT INTO live_marks (run_id, dataset, live, at) VALUES ('price-x', 'spdb', 1, '2024-01-01')")
+    old = [{**r, "ledger": "price-x@spdb", "run_id": "price-x", "dataset": "spdb", "instrument": bars.instrument,
+            "checkpoint_sha256": "c0", "config": "{}", "created": "2024-01-01"}
+           for r in ledger_rows(None, frame["close"], frame["open"], signals.iloc[:5], CFG, instrument=bars.instrument)]
+    db["ledger_days"].insert_all(old)
+    db.conn.commit()
+    db.close()
+
+    store = RunStore(path)
+    assert store.schema_version() == 3
+    assert store.live_models() == [{"run_id": "price-x", "dataset": "spdb", "at": "2024-01-01", "config": None}]
+    assert [r["date"] for r in store.ledger_days("price-x@spdb")] == [r["date"] for r in old]
+    assert all(r["book"] is None for r in store.ledger_days("price-x@spdb"))
+    for sql in ("UPDATE ledger_days SET book = '{}'", "DELETE FROM live_marks"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.db.execute(sql)

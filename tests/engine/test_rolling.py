@@ -1,5 +1,6 @@
 """Rolling retraining (issue 16): a retrain never trains, validates or selects on a day it later scores, and
-every retrain is in the history under the rolling run that made it (lineage: source -> rolling -> retrains)."""
+every retrain is in the history under the rolling run that made it (its parent_run; lineage: source -> rolling ->
+retrains)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def test_each_retrain_ends_before_the_block_it_scores(tmp_path):
         (retrain,) = block["runs"]
         record = store.get_run(retrain)
         assert record["kind"] == "price" and record["status"] == "finished" and retrain != source
+        assert record["parent_run"] == report.run_id  # lineage: source -> rolling -> this retrain
         data, split = record["config"]["data"], record["config"]["split"]
         assert data["end"] == block["train_end"]  # no later bar was even loaded
         assert pd.Timestamp(data["val_end"]) < first_scored and pd.Timestamp(data["train_end"]) < first_scored

@@ -166,3 +166,51 @@ def test_alarm_banner_when_live_returns_leave_the_backtest_band(qtbot, window):
         panel.live.setCurrentRow(rows[calm])
     assert not ledger_report(store, calm)["alarm"]["alarm"]
     assert not panel.banner.isVisible()
+
+
+def test_a_live_portfolio_shows_its_weights(qtbot, window, tmp_path):
+    """A portfolio ledger on us12 (scores: the trailing 20-day return, a causal stand-in for a model's
+    forecasts) is drawn as ledger_report's numbers, its book as weights; its orders list shares per name."""
+    from engine.data.universe import load_universe
+    from engine.jobs.signal import SignalReport, portfolio_orders
+    from engine.portfolio.backtest import Forecasts, Market
+    from engine.portfolio.construct import PortfolioConfig
+    from engine.portfolio.ledger import PORTFOLIO, config_json, portfolio_ledger_rows
+
+    store, panel = window.store, window.ledger_panel
+    tables = load_universe("us12").tables
+    market = Market.from_tables(tables)
+    momentum = np.log(pd.DataFrame(market.close).pct_change(20, fill_method=None) + 1.0).to_numpy()[..., None]
+    forecasts = Forecasts(momentum, np.full_like(momentum, np.nan), np.full_like(momentum, np.nan))
+    pcfg, cfg = PortfolioConfig(method="inverse_vol", top_k=4, rebalance=5, max_weight=0.4), BacktestConfig(cost_bps=10)
+    run_id = store.create_run("price", dataset="us12:AAPL", fingerprint="", config={}, seed=0, device="cpu",
+                              status="finished")
+    ledger = PaperLedger(store, run_id, "us12")
+    days = np.flatnonzero((market.dates >= "2022-06-01") & (market.dates <= "2022-08-31"))
+    ledger.record(portfolio_ledger_rows([], market, forecasts, days, pcfg, cfg), instrument=PORTFOLIO,
+                  checkpoint_sha256="", config=config_json(pcfg, cfg))
+    store.mark_live(run_id, "us12", config=json.loads(config_json(pcfg, cfg)))
+    window.docks["ledgerDock"].show()
+    window.docks["ledgerDock"].raise_()
+    with qtbot.waitSignal(panel.shown) as shown:
+        panel.refresh()
+    report = shown.args[0]
+    assert report["portfolio"] and report["max_daily_gap_bps"] < 1.0
+    np.testing.assert_array_equal(panel.paper_curve.getData()[1], report["equity"])
+    np.testing.assert_array_equal(panel.backtest_curve.getData()[1], report["backtest_equity"])
+    held = {n: w for n, w in report["book"]["weights"].items() if w > 5e-5}
+    assert len(held) == 4 and all(f"{n} {w:.1%}" in panel.summary.text() for n, w in held.items())
+
+    rows = ledger.rows()
+    decided = next(json.loads(r["book"]) for r in reversed(rows) if json.loads(r["book"])["target"])
+    orders = portfolio_orders(market, decided["target"], (held_units := json.loads(rows[-1]["book"])["units"],
+                                                          rows[-1]["cash"]), None, cfg, market.dates[days[-1]])
+    assert held_units and orders
+    targets = [{"instrument": n, "weight": w, "rebalance": True, "run_id": run_id, "checkpoint_sha256": ""}
+               for n, w in decided["target"].items()]
+    panel.show_signals(SignalReport(f"{market.dates[days[-1]]:%Y-%m-%d}", targets, orders))
+    assert panel.orders.rowCount() == len(orders) and panel.orders.item(0, 3).text() == "shares"
+    assert all(f"{n} {w:.1%}" in panel.orders_title.text() for n, w in decided["target"].items() if w > 5e-5)
+    window.resize(1400, 860)
+    qtbot.wait(50)
+    window.grab().save(str(screenshot_path("ledger_portfolio.png", tmp_path)))

@@ -1,5 +1,6 @@
 """The History tree shows a rolling retrain's lineage: source -> rolling run -> each retrain (whose own
-strategy retrain nests under it by parent_run), from the blocks the rolling run records."""
+strategy retrain nests under it by parent_run), by each retrain's parent_run or, in histories recorded before
+retrains kept one, from the blocks the rolling run records."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def test_retrains_sit_under_their_rolling_run(qtbot, settings, tmp_path):
     store = RunStore(tmp_path / "runs.db")
     source = _run(store, "price")
     rolling = _run(store, "rolling", parent=source)
-    first, second = _run(store, "price"), _run(store, "price")  # retrains: parent_run is the strategy's price run
+    first = _run(store, "price", parent=rolling)  # a retrain as rolling_job records it
+    second = _run(store, "price")  # one recorded before retrains kept a parent: placed by the block listing
     strategy = _run(store, "strategy", parent=second)
     unrelated = _run(store, "price")
     store.finish_run(rolling, "finished", metrics={"blocks": [

@@ -11,7 +11,7 @@ from workstation.panels.backtest_panels import METRIC_ROWS, format_metric
 
 COMPACT = {"information_ratio": "Info ratio vs buy & hold"}  # row names of the narrow comparison table
 RUN_FIELDS = (("run_id", "Run"), ("kind", "Kind"), ("status", "Status"), ("dataset", "Datasets"),
-              ("parent_run", "Price run"), ("seed", "Seed"), ("device", "Device"), ("started", "Started"),
+              ("parent_run", "Parent run"), ("seed", "Seed"), ("device", "Device"), ("started", "Started"),
               ("ended", "Ended"), ("error", "Error"))
 RECIPE_SECTIONS = (("model", "Model"), ("data", "Data"), ("train", "Training"), ("loss", "Strategy loss"))
 BACKTEST_CONFIG = (("instrument", "Instrument"), ("kind", "Traded"), ("start", "From"), ("end", "To"),

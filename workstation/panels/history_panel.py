@@ -99,8 +99,8 @@ def _row(key: tuple[str, str], cells: list[tuple[str, object]]) -> list[QStandar
 
 
 def tree_parents(runs: list[dict]) -> dict[str, str | None]:
-    """Each run's parent row: its parent_run, else the rolling run whose blocks list it (a retrain's
-    lineage is recorded there: source -> rolling -> retrains)."""
+    """Each run's parent row: its parent_run (a strategy's price run, a retrain's rolling run), else
+    the rolling run whose blocks list it (retrains recorded before they kept a parent_run)."""
     parents = {r["run_id"]: r["parent_run"] for r in runs}
     for record in runs:
         if record["kind"] == "rolling":

@@ -289,11 +289,18 @@ class LedgerPanel(QWidget):
         self.gap_label.setText(f"Largest daily gap {worst:.4f} bp: paper and backtest {verdict}")
         self.gap_label.setStyleSheet("" if worst < GAP_TOLERANCE_BPS else f"color: {self.palette_.error};")
         book = report["book"]
-        signal = "none" if book["signal"] is None else f"{book['signal']}/10"
+        if report.get("portfolio"):  # a live portfolio: the weights held at the close, largest first
+            held = sorted(((w, n) for n, w in book["weights"].items() if w > 5e-5), reverse=True)
+            cash = round(book["cash"] / report["equity"][-1], 4) + 0.0  # no "-0.0 %" from rounding
+            decision = "new targets at this close" if book["target"] else "held, no decision"
+            holding = "book " + ", ".join(f"{n} {w:.1%}" for w, n in held) + f", cash {cash:.1%} · {decision}"
+        else:
+            signal = "none" if book["signal"] is None else f"{book['signal']}/10"
+            holding = f"book {book['quantity']:.4f} shares, cash {book['cash']:.4f} · signal {signal}"
         self.summary.setText(
             f"<b>{report['run_id']}</b> on {dataset_name(report['dataset'])}: {report['days']} day(s) to "
             f"{book['date']} · paper equity {report['equity'][-1]:.4f} · backtest {report['backtest_equity'][-1]:.4f}"
-            f" · book {book['quantity']:.4f} shares, cash {book['cash']:.4f} · signal {signal}")
+            f" · {holding}")
         alarm = report["alarm"]
         self.banner.setText(f"ALARM: {alarm['message']}" + (f" (reference backtest {alarm['reference']})"
                                                               if alarm.get("reference") else ""))
@@ -394,7 +401,9 @@ class LedgerPanel(QWidget):
     def show_signals(self, report: SignalReport) -> None:
         """Targets in the title, one row per order; a blocked order is red with its reason."""
         self.signals = report
-        targets = ", ".join(f"{t['instrument']} {t['position']}/10" for t in report.targets)
+        targets = ", ".join(f"{t['instrument']} {t['position']}/10" if "position" in t else
+                            f"{t['instrument']} {t['weight']:.1%}" for t in report.targets
+                            if t.get("position") is not None or t.get("weight", 0.0) > 5e-5)
         self.orders_title.setText(f"Orders for the open after {report.asof} ({report.ledger_days} ledger day(s) "
                                   f"recorded) · targets: {targets}")
         self.orders_title.setToolTip("\n".join(report.rules))

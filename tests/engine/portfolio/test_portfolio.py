@@ -24,7 +24,7 @@ from engine.portfolio import (
     portfolio_backtest,
     portfolio_signals,
 )
-from engine.portfolio.backtest import _trade, trailing_vol
+from engine.portfolio.backtest import trade, trailing_vol
 from engine.portfolio.construct import mean_variance, optimised_or_fallback, robust_weights
 from engine.portfolio.risk import covariance_var
 
@@ -182,7 +182,7 @@ def test_covariance_var_of_one_name_is_z_sigma():
 
 def test_ashare_limits_freeze_a_name_and_robust_weights_cap():
     units = np.array([10.0, 0.0])
-    new, cash, traded, _ = _trade(units, 0.0, np.array([0.0, 1.0]), np.array([10.0, 5.0]),
+    new, cash, traded, _ = trade(units, 0.0, np.array([0.0, 1.0]), np.array([10.0, 5.0]),
                                      up=np.array([False, True]), down=np.array([True, False]),
                                      buy=np.full(2, 1e-3), sell=np.full(2, 2e-3))
     assert new[0] == 10.0 and new[1] == 0.0 and cash == 0.0 and traded == 0.0  # no sell at limit-down, no buy at up
