@@ -7,22 +7,17 @@ import math
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
 
-from engine.config import DataConfig, PriceModelConfig, TrainConfig, override
+from engine.config import DataConfig, TrainConfig
 from engine.events import run_to_end
 from engine.jobs.evaluate import EvaluationReport, evaluate_job
 from engine.store import RunStore
-from engine.training.price import train_price
+from tests.engine.helpers import finished_price_run
 from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET, start_training
-from workstation import theme
-from workstation.main_window import MainWindow
 from workstation.panels.evaluation_table import COLUMNS, EvaluationView
 
 pytestmark = pytest.mark.slow
 JOB_TIMEOUT_MS = 120_000
-TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
-                qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)
 
 
 def cells(view: EvaluationView) -> list[list[str]]:
@@ -64,27 +59,15 @@ def test_table_shows_pooled_first_then_each_instrument(qtbot, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     store = RunStore(tmp_path_factory.mktemp("evaluation") / "runs.db")
-    final = run_to_end(train_price([SMALL_DATASET], model_cfg=TINY,
-                                   data_cfg=DataConfig(start=SHORT_PERIOD[0], end=SHORT_PERIOD[1]),
-                                   train_cfg=TrainConfig(epochs=1, max_steps=6, batch_size=16, eval_every=3,
-                                                         precision="fp32", device="cpu"), store=store))
-    assert final.status == "finished", final.error
-    return {"store": store, "price": final.run_id}
+    price = finished_price_run(store, [SMALL_DATASET], data_cfg=DataConfig(start=SHORT_PERIOD[0], end=SHORT_PERIOD[1]),
+                               train_cfg=TrainConfig(epochs=1, max_steps=6, batch_size=16, eval_every=3,
+                                                     precision="fp32", device="cpu"))
+    return {"store": store, "price": price}
 
 
 @pytest.fixture
-def window(qtbot, settings, trained):
-    theme.apply(QApplication.instance())
-    win = MainWindow(trained["store"])
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.runner.is_running():
-        win.runner.cancel()
-        with qtbot.waitSignal(win.runner.finished, timeout=JOB_TIMEOUT_MS):
-            pass
+def window(make_window, trained):
+    return make_window(trained["store"], size=(1400, 900), join_ms=JOB_TIMEOUT_MS)
 
 
 def test_forecast_panel_evaluates_the_loaded_run_on_the_dataset_in_the_background(window, qtbot, trained):

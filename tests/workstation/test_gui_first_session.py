@@ -11,18 +11,17 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QColor
-from PySide6.QtWidgets import QApplication, QMenu
+from PySide6.QtWidgets import QMenu
 
 from engine.data import list_samples, load_bars
 from engine.events import EvalEvent, RunStarted, StepEvent
 from engine.store import RunStore
 from engine.training.price import train_price
 from tests.engine.data.test_io import _netease_export, _short_rows
+from tests.engine.helpers import TINY_PRICE
 from tests.workstation.helpers import SMALL_DATASET
-from tests.workstation.test_gui_results import DATA, TINY, TRAIN
-from workstation import theme
+from tests.workstation.test_gui_results import DATA, TRAIN
 from workstation.charts import PriceChart
-from workstation.main_window import MainWindow
 from workstation.panels.data_panel import DataPanel
 from workstation.panels.history_panel import HistoryPanel
 from workstation.wizards.backtest_wizard import BacktestWizard
@@ -186,20 +185,15 @@ def test_bundled_samples_keep_their_market_in_the_data_panel(window):
 def price_run(tmp_path_factory) -> tuple[RunStore, str]:
     """One tiny finished price run in a module-wide history."""
     store = RunStore(tmp_path_factory.mktemp("forecast") / "runs.db")
-    for _event in train_price([SMALL_DATASET], model_cfg=TINY, data_cfg=DATA, train_cfg=TRAIN, store=store):
+    for _event in train_price([SMALL_DATASET], model_cfg=TINY_PRICE, data_cfg=DATA, train_cfg=TRAIN, store=store):
         pass
     (run,) = [r["run_id"] for r in store.list_runs(kind="price", status="finished")]
     return store, run
 
 
 @pytest.fixture
-def forecast_window(qtbot, settings, price_run):
-    theme.apply(QApplication.instance())
-    win = MainWindow(price_run[0])
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
+def forecast_window(make_window, price_run):
+    return make_window(price_run[0])
 
 
 def _cancelled_run(store: RunStore, checkpoint: dict | None) -> str:

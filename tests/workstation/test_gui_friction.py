@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from PySide6.QtCore import QDate, QSettings, Qt
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QApplication, QWizard
+from PySide6.QtWidgets import QWizard
 
-from engine.config import BacktestConfig, DataConfig, PriceModelConfig, TrainConfig, override
+from engine.config import BacktestConfig, DataConfig, TrainConfig
 from engine.events import Finished, Progress, run_to_end
 from engine.jobs.backtest import backtest_job
 from engine.store import RunStore
-from engine.training.price import train_price
+from tests.engine.helpers import finished_price_run
 from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET, fill_train_wizard
 from workstation import theme
 from workstation.main_window import MainWindow
@@ -104,28 +104,15 @@ JOB_TIMEOUT_MS = 180_000
 def price_run(tmp_path_factory) -> tuple[RunStore, str]:
     """One tiny finished price run on the short bundled period, in a module-wide history."""
     store = RunStore(tmp_path_factory.mktemp("friction") / "runs.db")
-    tiny = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
-                    qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)
     train = TrainConfig(epochs=1, max_steps=4, batch_size=16, eval_every=2, warmup_steps=1, precision="fp32",
                         device="cpu")
-    final = run_to_end(train_price([SMALL_DATASET], model_cfg=tiny, train_cfg=train, store=store,
-                                   data_cfg=DataConfig(start=SHORT_PERIOD[0], end=SHORT_PERIOD[1])))
-    assert final.status == "finished", final.error
-    return store, final.run_id
+    return store, finished_price_run(store, [SMALL_DATASET], train_cfg=train,
+                                     data_cfg=DataConfig(start=SHORT_PERIOD[0], end=SHORT_PERIOD[1]))
 
 
 @pytest.fixture
-def trained_window(qtbot, settings, price_run):
-    theme.apply(QApplication.instance())
-    win = MainWindow(price_run[0])
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.runner.is_running():
-        win.runner.cancel()
-        with qtbot.waitSignal(win.runner.finished, timeout=JOB_TIMEOUT_MS):
-            pass
+def trained_window(make_window, price_run):
+    return make_window(price_run[0], join_ms=JOB_TIMEOUT_MS)
 
 
 def test_risk_free_rate_is_entered_as_an_annual_percent(trained_window, price_run):

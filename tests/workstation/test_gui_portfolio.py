@@ -8,19 +8,16 @@ import os
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QApplication, QWizard
+from PySide6.QtWidgets import QWizard
 
-from engine.config import DataConfig, PriceModelConfig, TrainConfig
-from engine.events import run_to_end
+from engine.config import DataConfig, TrainConfig, override
 from engine.jobs.portfolio import load_portfolio_frames
 from engine.store import RunStore
-from engine.training.price import train_price
+from tests.engine.helpers import TINY_PRICE, finished_price_run
 from tests.workstation.helpers import screenshot_path
-from workstation import theme
 from workstation.main_window import MainWindow
 
-TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
-                        qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
+TINY = override(TINY_PRICE, dropout=0.0)
 FAST = TrainConfig(max_steps=3, batch_size=16, warmup_steps=1, seed=3, precision="fp32", device="cpu")
 JOB_TIMEOUT_MS = 300_000
 
@@ -30,25 +27,13 @@ def price_run(tmp_path_factory) -> tuple[RunStore, str]:
     """A tiny price run on three us12 members, tested from the cut dates' 2020 on."""
     store = RunStore(tmp_path_factory.mktemp("portfolio") / "runs.db")
     data = DataConfig(start="2012-01-01", train_end="2017-12-29", val_end="2019-12-31")
-    done = run_to_end(train_price(["us12:AAPL", "us12:JPM", "us12:PEP"], model_cfg=TINY, data_cfg=data,
-                                  train_cfg=FAST, store=store))
-    assert done.status == "finished", done.error
-    return store, done.run_id
+    return store, finished_price_run(store, ["us12:AAPL", "us12:JPM", "us12:PEP"], model_cfg=TINY, data_cfg=data,
+                                     train_cfg=FAST)
 
 
 @pytest.fixture
-def portfolio_window(qtbot, settings, price_run):
-    theme.apply(QApplication.instance())
-    win = MainWindow(price_run[0])
-    qtbot.addWidget(win)
-    win.resize(1500, 950)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.runner.is_running():
-        win.runner.cancel()
-        with qtbot.waitSignal(win.runner.finished, timeout=JOB_TIMEOUT_MS):
-            pass
+def portfolio_window(make_window, price_run):
+    return make_window(price_run[0], size=(1500, 950), join_ms=JOB_TIMEOUT_MS)
 
 
 def run_portfolio_wizard(window: MainWindow, qtbot, run_id: str):
@@ -97,8 +82,8 @@ def test_wizard_portfolio_mode_records_a_portfolio_the_panel_draws(portfolio_win
         assert panel.grab().save(str(screenshot_path("portfolio.png", tmp_path)))
 
 
-def test_history_opens_a_portfolio_backtest_in_the_portfolio_panel(portfolio_window, qtbot, price_run, tmp_path,
-                                                                   monkeypatch):
+def test_history_opens_a_portfolio_backtest_in_the_portfolio_panel(portfolio_window, make_window, qtbot, price_run,
+                                                                   tmp_path, monkeypatch):
     store, run_id = price_run
     finished = [b for b in store.list_backtests(run_id) if b["config"].get("kind") == "portfolio"]
     if not finished:
@@ -107,10 +92,7 @@ def test_history_opens_a_portfolio_backtest_in_the_portfolio_panel(portfolio_win
         backtest_id = final.backtest_id
     else:
         backtest_id = finished[0]["backtest_id"]
-    window = MainWindow(store)  # a fresh session: nothing shown yet
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window = make_window(store)  # a fresh session: nothing shown yet
     window.docks["historyDock"].raise_()
     window.history_panel.refresh()
     window.history_panel.select([backtest_id])

@@ -13,34 +13,22 @@ import numpy as np
 import pandas as pd
 import pytest
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWizard
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWizard
 
 from engine.backtest.run import run_backtest
-from engine.config import (
-    BacktestConfig,
-    DataConfig,
-    PriceModelConfig,
-    StrategyLossConfig,
-    StrategyModelConfig,
-    TrainConfig,
-    override,
-)
+from engine.config import BacktestConfig, DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, override
 from engine.data import load_bars
 from engine.events import run_to_end
 from engine.forecast import forecast_many, load_price_model
 from engine.jobs.backtest import BacktestRecord, backtest_job, load_backtest_frame
 from engine.store import RunStore
-from engine.training.price import train_price
 from engine.training.strategy import train_strategy
+from tests.engine.helpers import finished_price_run
 from tests.workstation.helpers import SHORT_PERIOD, SMALL_DATASET
-from workstation import theme
-from workstation.main_window import MainWindow
 from workstation.panels.backtest_panels import BacktestView, format_metric
 
 pytestmark = pytest.mark.slow
 JOB_TIMEOUT_MS = 120_000
-TINY = override(PriceModelConfig(), d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
-                qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64)
 DATA = DataConfig(start=SHORT_PERIOD[0], end=SHORT_PERIOD[1])
 TRAIN = TrainConfig(epochs=1, max_steps=6, batch_size=16, eval_every=3, lr=1e-3, warmup_steps=2,
                     precision="fp32", device="cpu")
@@ -54,8 +42,7 @@ def _finished(job) -> str:
 
 
 def _train_price(store: RunStore, steps: int = 6) -> str:
-    return _finished(train_price([SMALL_DATASET], model_cfg=TINY, data_cfg=DATA,
-                                 train_cfg=override(TRAIN, max_steps=steps), store=store))
+    return finished_price_run(store, [SMALL_DATASET], data_cfg=DATA, train_cfg=override(TRAIN, max_steps=steps))
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +57,8 @@ def trained(tmp_path_factory) -> dict:
 
 
 @pytest.fixture
-def window(qtbot, settings, trained):
-    theme.apply(QApplication.instance())
-    win = MainWindow(trained["store"])
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    if win.runner.is_running():
-        win.runner.cancel()
-        with qtbot.waitSignal(win.runner.finished, timeout=JOB_TIMEOUT_MS):
-            pass
+def window(make_window, trained):
+    return make_window(trained["store"], size=(1400, 900), join_ms=JOB_TIMEOUT_MS)
 
 
 def _y(curve) -> np.ndarray:

@@ -22,10 +22,8 @@ from engine.events import CancelToken, Progress, run_to_end
 from engine.forecast import forecast_many, forecast_quantiles, load_bars_as_trained, load_price_model, model_windows
 from engine.jobs.evaluate import evaluate_job, evaluation_days, out_of_sample_start
 from engine.store import RunStore
+from tests.engine.helpers import TINY_PRICE_ARGS
 
-TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
-        "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
-        "--set", "ffn_hidden=64"]
 ROW_KEYS = {"h", "days", "mae_ratio", "ic", "rank_ic", "hit_rate", "up_rate"}
 
 
@@ -41,7 +39,7 @@ def trained(tmp_path_factory):
     """One tiny price run on spx since 2011 (its recorded dataset is "spx")."""
     db = tmp_path_factory.mktemp("evaluate") / "runs.db"
     code, out = call(db, "--json", "train-price", "--data", "spx", "--start", "2011-01-01", "--preset", "tiny",
-                     *TINY, "--max-steps", "8", "--batch-size", "16", "--seed", "5")
+                     *TINY_PRICE_ARGS, "--max-steps", "8", "--batch-size", "16", "--seed", "5")
     assert code == 0, out
     return db, json.loads(out)
 
@@ -145,7 +143,7 @@ def test_job_matches_a_hand_recomputation_from_forecast_many(trained, report):
 def test_a_point_head_has_no_distribution_figures(tmp_path):
     db = tmp_path / "runs.db"
     code, out = call(db, "--json", "train-price", "--data", "spx", "--start", "2015-01-01", "--preset", "tiny",
-                     *TINY, "--head", "point", "--max-steps", "2", "--batch-size", "16", "--seed", "5")
+                     *TINY_PRICE_ARGS, "--head", "point", "--max-steps", "2", "--batch-size", "16", "--seed", "5")
     assert code == 0, out
     code, out = call(db, "--json", "evaluate", "--run", json.loads(out)["run_id"])
     assert code == 0, out

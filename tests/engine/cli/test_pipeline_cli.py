@@ -5,10 +5,9 @@ lands in the SQLite history with its lineage."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sqlite3
-from contextlib import redirect_stdout
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,10 @@ from engine.config import QUANTILES, BacktestConfig
 from engine.forecast import forecast_quantiles, load_bars_as_trained, load_price_model, model_windows
 from engine.jobs.backtest import load_backtest_frame
 from engine.store import RunStore
+from tests.engine.helpers import TINY_PRICE_ARGS, cli_json
 
 ROOT = Path(__file__).resolve().parents[3]
 
-TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
-        "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
-        "--set", "ffn_hidden=64"]
 DATA = ["--data", "spx", "--start", "2011-01-01"]
 
 
@@ -43,14 +40,9 @@ def pipeline(tmp_path_factory):
     db = tmp_path_factory.mktemp("cli") / "runs.db"
     results = {"db": db}
 
-    def call(*argv: str) -> dict:
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            code = cli.main(["--json", "--db", str(db), *argv])
-        assert code == 0, (argv, buf.getvalue())
-        return json.loads(buf.getvalue())
+    call = partial(cli_json, db)
 
-    results["price"] = call("train-price", *DATA, "--preset", "tiny", *TINY, "--max-steps", "12",
+    results["price"] = call("train-price", *DATA, "--preset", "tiny", *TINY_PRICE_ARGS, "--max-steps", "12",
                             "--batch-size", "16", "--seed", "3")
     results["strategy"] = call("train-strategy", "--price-run", results["price"]["run_id"], *DATA,
                                "--max-steps", "12", "--batch-size", "16", "--set", "state_dim=16")
@@ -79,7 +71,7 @@ def test_price_run_is_recorded_with_metrics_series_and_best_checkpoint(pipeline)
 
 def test_same_seed_gives_the_same_numbers(pipeline, tmp_path, capsys):
     code, again = run_cli(capsys, "--db", str(tmp_path / "again.db"), "train-price", *DATA,
-                          "--preset", "tiny", *TINY, "--max-steps", "12", "--batch-size", "16",
+                          "--preset", "tiny", *TINY_PRICE_ARGS, "--max-steps", "12", "--batch-size", "16",
                           "--seed", "3")
     assert code == 0
     assert again["metrics"]["val_loss"] == pipeline["price"]["metrics"]["val_loss"]

@@ -3,39 +3,23 @@ tiny price network trained for a few steps, then the long signals export."""
 
 from __future__ import annotations
 
-import io
-import json
-from contextlib import redirect_stdout
-
 import pandas as pd
 
-from engine import cli
-
-TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
-        "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
-        "--set", "ffn_hidden=64"]
-
-
-def call(db, *argv: str) -> dict:
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        code = cli.main(["--json", "--db", str(db), *argv])
-    assert code == 0, (argv, buf.getvalue())
-    return json.loads(buf.getvalue())
+from tests.engine.helpers import TINY_PRICE_ARGS, cli_json
 
 
 def test_backtest_portfolio_on_us12_and_export(tmp_path):
     db = tmp_path / "runs.db"
-    price = call(db, "train-price", "--data", "us12:AAPL", "--data", "us12:BAC", "--start", "2015-01-01",
-                 "--preset", "tiny", *TINY, "--max-steps", "4", "--batch-size", "16", "--seed", "1")
-    out = call(db, "backtest-portfolio", "--run", price["run_id"], "--data", "us12", "--method", "inverse_vol",
-               "--top-k", "4", "--rebalance", "5", "--max-weight", "0.3", "--cost-bps", "10",
-               "--start", "2021-01-04")
+    price = cli_json(db, "train-price", "--data", "us12:AAPL", "--data", "us12:BAC", "--start", "2015-01-01",
+                     "--preset", "tiny", *TINY_PRICE_ARGS, "--max-steps", "4", "--batch-size", "16", "--seed", "1")
+    out = cli_json(db, "backtest-portfolio", "--run", price["run_id"], "--data", "us12", "--method", "inverse_vol",
+                   "--top-k", "4", "--rebalance", "5", "--max-weight", "0.3", "--cost-bps", "10",
+                   "--start", "2021-01-04")
     assert set(out["baselines"]) >= {"equal_weight", "inverse_vol", "momentum"}
     assert out["period"][0] == "2021-01-04" and out["metrics"]["fill"] == "close"  # us12 has no opens
     assert out["metrics"]["average_holdings"] <= 4 and out["risk"]["backtest"]["covariance"]["days"] > 100
     path = tmp_path / "portfolio.csv"
-    exported = call(db, "export-signals", "--backtest", out["backtest_id"], "--out", str(path))
+    exported = cli_json(db, "export-signals", "--backtest", out["backtest_id"], "--out", str(path))
     csv = pd.read_csv(path, encoding="utf-8-sig")
     assert exported["rows"] == len(csv) and csv["instrument"].nunique() == 12
     assert list(csv.columns[:3]) == ["date", "instrument", "weight"] and "q90_t7" in csv
@@ -51,10 +35,10 @@ def test_walk_forward_portfolio_never_trains_on_a_day_it_trades(tmp_path):
     from engine.training.recipe import RunRecipe
 
     db = tmp_path / "runs.db"
-    price = call(db, "train-price", "--data", "us12:AAPL", "--data", "us12:BAC", "--start", "2012-01-01",
-                 "--preset", "tiny", *TINY, "--max-steps", "3", "--batch-size", "16", "--seed", "1")
-    out = call(db, "backtest-portfolio", "--run", price["run_id"], "--data", "us12", "--method", "topk",
-               "--top-k", "3", "--rebalance", "5", "--walk-forward", "2", "--walk-forward-fraction", "0.1")
+    price = cli_json(db, "train-price", "--data", "us12:AAPL", "--data", "us12:BAC", "--start", "2012-01-01",
+                     "--preset", "tiny", *TINY_PRICE_ARGS, "--max-steps", "3", "--batch-size", "16", "--seed", "1")
+    out = cli_json(db, "backtest-portfolio", "--run", price["run_id"], "--data", "us12", "--method", "topk",
+                   "--top-k", "3", "--rebalance", "5", "--walk-forward", "2", "--walk-forward-fraction", "0.1")
     folds = out["walk_forward"]
     assert len(folds) == 2 and folds[0]["end"] < folds[1]["start"]
     store = RunStore(db)
@@ -66,7 +50,7 @@ def test_walk_forward_portfolio_never_trains_on_a_day_it_trades(tmp_path):
         trained = {k: v for k, v in _dates(store.get_run(run)["config"]).items() if not k.endswith("test_start")}
         assert max(trained.values()) <= fold["trained_to"], trained  # resolved cut dates included
     signals = tmp_path / "wf.csv"
-    call(db, "export-signals", "--backtest", out["backtest_id"], "--out", str(signals))
+    cli_json(db, "export-signals", "--backtest", out["backtest_id"], "--out", str(signals))
     decided = pd.read_csv(signals, encoding="utf-8-sig").query("rebalance == 1")["date"].unique()
     inside = [any(f["start"] <= day <= f["end"] for f in folds) for day in decided]
     assert len(decided) > 10 and all(inside)

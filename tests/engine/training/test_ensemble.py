@@ -3,23 +3,18 @@ forecasts and whose positions are their averaged positions; its id works in fore
 
 from __future__ import annotations
 
-import io
-import json
-from contextlib import redirect_stdout
+from functools import partial
 
 import numpy as np
 import pytest
 
-from engine import cli
 from engine.data import load_bars
 from engine.forecast import forecast_quantiles, load_price_model, model_windows
 from engine.policy import load_strategy_model, strategy_positions
 from engine.store import RunStore
 from engine.training.ensemble import metric_spread, record_ensemble
+from tests.engine.helpers import TINY_PRICE_ARGS, cli_json
 
-TINY = ["--set", "d_model=32", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
-        "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
-        "--set", "ffn_hidden=64"]
 DATA = ["--data", "spx", "--start", "2011-01-01"]
 
 
@@ -27,15 +22,10 @@ DATA = ["--data", "spx", "--start", "2011-01-01"]
 def seeded(tmp_path_factory):
     db = tmp_path_factory.mktemp("seeds") / "runs.db"
 
-    def call(*argv: str) -> dict:
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            code = cli.main(["--json", "--db", str(db), *argv])
-        assert code == 0, (argv, buf.getvalue())
-        return json.loads(buf.getvalue())
+    call = partial(cli_json, db)
 
-    price = call("train-price", *DATA, "--preset", "tiny", *TINY, "--max-steps", "6", "--batch-size", "16",
-                 "--seed", "5", "--seeds", "2")
+    price = call("train-price", *DATA, "--preset", "tiny", *TINY_PRICE_ARGS, "--max-steps", "6",
+                 "--batch-size", "16", "--seed", "5", "--seeds", "2")
     strategy = call("train-strategy", "--price-run", price["run_id"], "--max-steps", "4", "--batch-size", "16",
                     "--set", "state_dim=16", "--seeds", "2")
     return {"db": db, "call": call, "price": price, "strategy": strategy}

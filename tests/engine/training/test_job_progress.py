@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import (
-    BacktestConfig,
-    DataConfig,
-    PriceModelConfig,
-    StrategyLossConfig,
-    StrategyModelConfig,
-    TrainConfig,
-)
+from engine.config import BacktestConfig, DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, override
 from engine.events import CancelToken, Finished, Progress, RunStarted, StepEvent, run_to_end
 from engine.jobs.backtest import backtest_job
 from engine.store import RunStore
-from engine.training.price import train_price
 from engine.training.strategy import train_strategy
+from tests.engine.helpers import TINY_PRICE, finished_price_run
 
-TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
-                        qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
+TINY = override(TINY_PRICE, dropout=0.0)
 DATA = DataConfig(start="2008-01-01")
 FAST = TrainConfig(max_steps=4, batch_size=16, warmup_steps=1, seed=3, precision="fp32")
 
@@ -28,9 +20,7 @@ FAST = TrainConfig(max_steps=4, batch_size=16, warmup_steps=1, seed=3, precision
 @pytest.fixture(scope="module")
 def price_run(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("progress") / "runs.db")
-    done = run_to_end(train_price(["goog"], model_cfg=TINY, data_cfg=DATA, train_cfg=FAST, store=store))
-    assert done.status == "finished", done.error
-    return store, done.run_id
+    return store, finished_price_run(store, ["goog"], model_cfg=TINY, data_cfg=DATA, train_cfg=FAST)
 
 
 def strategy(store: RunStore, price: str, runs_dir, cancel: CancelToken | None = None):

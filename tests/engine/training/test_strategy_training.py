@@ -12,27 +12,19 @@ import pytest
 import engine.forecast as forecast
 import engine.policy as policy
 from engine.checkpoint import load_checkpoint
-from engine.config import (
-    BacktestConfig,
-    DataConfig,
-    PriceModelConfig,
-    StrategyLossConfig,
-    StrategyModelConfig,
-    TrainConfig,
-)
+from engine.config import BacktestConfig, DataConfig, StrategyLossConfig, StrategyModelConfig, TrainConfig, override
 from engine.data import build_windows, calendar_split, load_bars, recorded_cut_dates
 from engine.events import Finished, run_to_end
 from engine.jobs.backtest import backtest_job, load_backtest_frame, load_source, overlaps_training
 from engine.store import RunStore
-from engine.training.price import train_price
 from engine.training.recipe import RunRecipe
 from engine.training.strategy import train_strategy
 from engine.training.trainer import last_checkpoint
+from tests.engine.helpers import TINY_PRICE, finished_price_run
 
 STRATEGY = StrategyModelConfig(state_dim=16)
 
-TINY = PriceModelConfig(d_model=32, n_layers=1, n_heads=2, kv_lora_rank=16, qk_nope_head_dim=8,
-                        qk_rope_head_dim=8, v_head_dim=8, ffn_hidden=64, dropout=0.0)
+TINY = override(TINY_PRICE, dropout=0.0)
 DATA = DataConfig(start="2008-01-01")
 FAST = TrainConfig(max_steps=10, batch_size=16, warmup_steps=2, seed=1, precision="fp32")
 
@@ -46,9 +38,7 @@ def finished(job) -> Finished:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("strategy") / "runs.db")
-    price = finished(train_price(["goog"], model_cfg=TINY, data_cfg=DATA, train_cfg=FAST, store=store))
-    assert price.status == "finished", price.error
-    return store, price.run_id
+    return store, finished_price_run(store, ["goog"], model_cfg=TINY, data_cfg=DATA, train_cfg=FAST)
 
 
 def test_transformer_runs_once_per_instrument_then_features_come_from_the_cache(runs, monkeypatch):
