@@ -36,6 +36,7 @@ from engine.config import DataConfig, TrainConfig
 from engine.data import BarTable
 from engine.data.io import COLUMNS
 from engine.data.splits import pooled_calendar_split
+from engine.device import release_host_memory
 from engine.forecast import LoadedPriceModel, latest_forecasts
 from engine.models import build_price_model
 from engine.training.price import PriceData, PriceStage, price_cut_dates, price_windows
@@ -70,14 +71,15 @@ def child(n: int, days: int, steps: int, device: str) -> dict:
     bars_s = time.perf_counter() - t0
     cfg = DataConfig()
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pooled = price_windows(tables, cfg)
     cuts = price_cut_dates(pooled, cfg)
     split = pooled_calendar_split(pooled, cuts, cfg.horizon)
-    index_s = time.perf_counter() - t0
+    index_s, index_cpu_s = time.perf_counter() - t0, time.process_time() - c0  # CPU: what load does not inflate
     rss_index = peak_rss_gb()
     sources, fingerprints = [t.source for t in tables], [t.fingerprint for t in tables]
     del tables  # a run's bars go once windowed (prepare_price_data keeps only their fingerprints)
+    release_host_memory()  # as prepare_price_data does then
 
     dev = torch.device(device)
     train = TrainConfig()
@@ -105,6 +107,7 @@ def child(n: int, days: int, steps: int, device: str) -> dict:
     infer_s = time.perf_counter() - t0
     assert fc.prices.shape == (n, model.cfg.horizon) and np.isfinite(fc.prices).all()
     result = {"instruments": n, "days": days, "device": device, "bars_s": bars_s, "index_s": index_s,
+              "index_cpu_s": index_cpu_s,
               "windows": int(sum(len(ws.ends) for ws in pooled.sets)),
               "train_windows": len(split.train), "val_windows": len(split.val), "test_windows": len(split.test),
               "peak_rss_gb_after_index": rss_index, "steps": steps, "batch": train.batch_size, "train_s": train_s,
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     r["index_met"], r["rss_met"] = r["index_s"] < INDEX_LIMIT_S, r["peak_rss_gb"] < RSS_LIMIT_GB
     print(f"{r['instruments']:,} instruments x {r['days']:,} days ({r['windows']:,} windows; synthetic bars "
-          f"{r['bars_s']:.1f} s): window index {r['index_s']:.2f} s (< {INDEX_LIMIT_S:g} s: "
+          f"{r['bars_s']:.1f} s): window index {r['index_s']:.2f} s, {r['index_cpu_s']:.2f} s CPU "
+          f"(< {INDEX_LIMIT_S:g} s: "
           f"{'met' if r['index_met'] else 'MISSED'}), peak RSS after {r['steps']} tiny steps "
           f"{r['peak_rss_gb']:.2f} GB (< {RSS_LIMIT_GB:g} GB: {'met' if r['rss_met'] else 'MISSED'}), "
           f"latest-window inference {r['infer_per_s']:,.0f} instruments/s on {r['device']}")

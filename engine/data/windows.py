@@ -27,10 +27,11 @@ class WindowSet:
     instrument: str
     dates: pd.DatetimeIndex  # [T]
     close: np.ndarray  # [T] float64
-    daily: np.ndarray  # [T, n] from daily_features(feature_set); kept as the float32 channels windows read (OHLC
-    # relative to the day's close, a masked column 0, context channels after), not the float64 original: a
-    # universe of thousands of instruments holds this once per day, not twice (so never dataclasses.replace a
-    # WindowSet: build_windows again)
+    daily: np.ndarray  # [T, n] from daily_features(feature_set); kept as the float32 channels windows read, and
+    # only the live ones (mask 1 and not 0 on every day: OHLC relative to the day's close, then the others,
+    # context channels after): the others read 0 in every window, so a close-only member of a universe of
+    # thousands keeps 4 of its 13 channels, not 13, and not the float64 original (so never
+    # dataclasses.replace a WindowSet: build_windows again)
     mask: np.ndarray  # [n]
     window: int = WINDOW
     horizon: int = HORIZON
@@ -39,11 +40,12 @@ class WindowSet:
     # Market context (engine.data.context): two more input channels, the index's vol-scaled change and its
     # path log(I_t / I_e) / sigma^I_e; `mask` then has two more entries.
     context: MarketContext | None = None
-    sigma: np.ndarray = field(init=False, repr=False)  # [T] ewma_volatility of close (NaN on day 0)
-    _blocks32: np.ndarray = field(init=False, repr=False)  # [T-window+1, window, 11] strided view
+    sigma: np.ndarray | None = field(default=None, repr=False)  # [T] ewma_volatility of close (NaN on day 0);
+    # build_windows passes the one its features used, else it is computed here
+    _live: np.ndarray = field(init=False, repr=False)  # [n_live] the channels `daily` keeps (mask 1, not all 0)
+    _blocks32: np.ndarray = field(init=False, repr=False)  # [T-window+1, window, n_live] strided view
     _close_blocks: np.ndarray = field(init=False, repr=False)  # [T-window+1, window] log close view
     _log_close: np.ndarray = field(init=False, repr=False)
-    _returns: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.ends is None:
@@ -52,18 +54,26 @@ class WindowSet:
         # OHLC are cached relative to the same day's close (small numbers, exact in float32); the
         # close path to the window's last close is added per window in float64.
         self._log_close = np.log(self.close)
-        self.sigma = ewma_volatility(self.close)
-        daily32 = self.daily.astype(np.float32)
-        daily32[:, :4] = self.daily[:, :4] - self._log_close[:, None]
+        if self.sigma is None:
+            self.sigma = ewma_volatility(self.close)
+        n_own = self.daily.shape[1]
         if self.context is not None:  # the change as a daily column; the path is made per window in inputs
             change, self._ctx_level, self._ctx_sigma = self.context.channels(self.dates)
-            daily32 = np.column_stack([daily32, change, np.zeros(len(change))]).astype(np.float32)
             self._ctx_blocks = sliding_window_view(self._ctx_level, self.window)
-        daily32 *= self.mask.astype(np.float32)  # a masked column reads 0 (not 0 - log close) in every window
-        self.daily = daily32
-        self._blocks32 = sliding_window_view(daily32, (self.window, daily32.shape[1]))[:, 0]
+        live = np.flatnonzero(self.mask)
+        channels = np.empty((len(self.close), len(live)), dtype=np.float32)
+        for i, j in enumerate(live):  # at most 15 columns, each cast to float32 once
+            if j < 4:
+                channels[:, i] = self.daily[:, j] - self._log_close
+            elif j < n_own:
+                channels[:, i] = self.daily[:, j]
+            else:  # context: the change, then the path's placeholder (filled per window)
+                channels[:, i] = change if j == n_own else 0.0
+        kept = channels.any(axis=0)  # an all-zero channel (the close relative to itself) reads 0 like a masked one
+        self._live = live[kept]
+        self.daily = channels if kept.all() else np.ascontiguousarray(channels[:, kept])
+        self._blocks32 = sliding_window_view(self.daily, (self.window, len(self._live)))[:, 0]
         self._close_blocks = sliding_window_view(self._log_close, self.window)
-        self._returns = np.r_[self.close[1:] / self.close[:-1] - 1.0, np.nan]
 
     def __len__(self) -> int:
         return len(self.close)
@@ -71,7 +81,7 @@ class WindowSet:
     @property
     def n_features(self) -> int:
         """Input channels of a window: the feature set's plus any context channels."""
-        return self._blocks32.shape[-1]
+        return len(self.mask)
 
     def inputs(self, ends: np.ndarray) -> np.ndarray:
         """[n, window, n_features] float32; OHLC as log(p / close_e) (vol_scaled: / sigma_e), so a
@@ -80,7 +90,11 @@ class WindowSet:
         starts = ends - (self.window - 1)
         if len(ends) and (starts.min() < 0 or ends.max() >= len(self)):
             raise IndexError(f"window ends must lie in [{self.window - 1}, {len(self) - 1}]")
-        x = self._blocks32[starts]  # fancy indexing copies: [n, window, 11]
+        if len(self._live) == self.n_features:
+            x = self._blocks32[starts]  # fancy indexing copies: [n, window, n_features]
+        else:  # masked channels read 0
+            x = np.zeros((len(ends), self.window, self.n_features), dtype=np.float32)
+            x[..., self._live] = self._blocks32[starts]
         path = self._close_blocks[starts] - self._log_close[ends, None]  # log(close_t / close_e)
         x[..., :4] += path.astype(np.float32)[..., None] * self.mask[:4].astype(np.float32)
         if self.feature_set != "classic":
@@ -108,7 +122,9 @@ class WindowSet:
 
     def next_returns(self, days: np.ndarray) -> np.ndarray:
         """close_{t+1} / close_t - 1: what a position held from close t earns; NaN at the last day."""
-        return self._returns[np.asarray(days, dtype=np.int64)]
+        days = np.asarray(days, dtype=np.int64)
+        later = self.close[np.minimum(days + 1, len(self) - 1)]
+        return np.where(days + 1 < len(self), later / self.close[days] - 1.0, np.nan)
 
     def has_targets(self, ends: np.ndarray) -> np.ndarray:
         return np.asarray(ends) + self.horizon < len(self)
@@ -121,10 +137,12 @@ def build_windows(bars: BarTable, window: int = WINDOW, horizon: int = HORIZON,
         raise DataImportError(bars.source, None, None, f"too little history: {len(bars.frame)} bars, "
                               f"one window needs {needed} ({window} days in, {horizon} targets, "
                               "1 next-day return)")
-    return WindowSet(instrument=bars.instrument, dates=pd.DatetimeIndex(bars.frame.index),
-                     close=bars.frame["close"].to_numpy(dtype=np.float64),
-                     daily=daily_features(bars.frame, feature_set), mask=_mask(bars, feature_set, context),
-                     window=window, horizon=horizon, feature_set=feature_set, context=context)
+    close = bars.frame["close"].to_numpy(dtype=np.float64, copy=True)  # a copy: the frame's block may go
+    sigma = ewma_volatility(close)
+    dates = bars.frame.index if isinstance(bars.frame.index, pd.DatetimeIndex) else pd.DatetimeIndex(bars.frame.index)
+    return WindowSet(instrument=bars.instrument, dates=dates, close=close,
+                     daily=daily_features(bars.frame, feature_set, sigma), mask=_mask(bars, feature_set, context),
+                     window=window, horizon=horizon, feature_set=feature_set, context=context, sigma=sigma)
 
 
 def _mask(bars: BarTable, feature_set: str, context: MarketContext | None) -> np.ndarray:
@@ -226,8 +244,12 @@ class PooledWindows:
     @staticmethod
     def pairs(ends_per_set: list[np.ndarray]) -> np.ndarray:
         """[n, 2] int64 items from each set's end days."""
-        parts = [np.column_stack([np.full(len(e), k), e]) for k, e in enumerate(ends_per_set)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.empty((0, 2), np.int64)
+        lengths = [len(e) for e in ends_per_set]
+        items = np.empty((sum(lengths), 2), dtype=np.int64)
+        if len(items):
+            items[:, 0] = np.repeat(np.arange(len(lengths)), lengths)
+            items[:, 1] = np.concatenate(ends_per_set)
+        return items
 
     def split(self, val_fraction: float, test_fraction: float, embargo: int) -> Split:
         """Each instrument split chronologically on its own, then pooled."""

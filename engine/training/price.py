@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from engine.data import (
     split_json,
 )
 from engine.data.context import market_context
+from engine.device import release_host_memory
 from engine.events import CancelToken, Event, Finished, Progress
 from engine.losses import pinball_loss, price_loss, student_t_nll
 from engine.models import PriceOutput, build_price_model, output_quantiles
@@ -92,6 +94,9 @@ def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
         raise ValueError("no data: give at least one sample name or file")
     tables = [load_bars(src, adjust=cfg.adjust) for src in data]
     pooled = price_windows(tables, cfg)
+    fingerprints = [t.fingerprint for t in tables]
+    del tables  # the bars go once windowed: a universe's frames are the largest thing in memory until here
+    release_host_memory()
     cuts = price_cut_dates(pooled, cfg)
     split = pooled_calendar_split(pooled, cuts, cfg.horizon)
     if not len(split.val):
@@ -100,7 +105,7 @@ def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
     scale = None
     if cfg.feature_set == "classic":
         scale = np.maximum(np.nanstd(pooled.targets(split.train), axis=0), 1e-6)
-    return PriceData(pooled, cuts, split, scale, list(data), [t.fingerprint for t in tables])
+    return PriceData(pooled, cuts, split, scale, list(data), fingerprints)
 
 
 def price_metrics(pred: np.ndarray, true: np.ndarray, close: np.ndarray) -> dict[str, float]:
@@ -148,10 +153,20 @@ class PriceStage(TrainStage):
 
     def __init__(self, prepared: PriceData, loss_kind: str, head: str) -> None:
         self.data, self.loss_kind, self.head = prepared, loss_kind, head
-        val = prepared.split.val
-        self.val_targets = prepared.pooled.fit_targets(val)
-        self.val_units = prepared.units(val)
-        self.val_close = prepared.pooled.closes(val)
+
+    # The validation pass's arrays, [n_val, horizon] float64 twice and [n_val]: made when it first runs, so a
+    # universe's millions of validation windows hold no memory while the training steps before it run.
+    @cached_property
+    def val_targets(self) -> np.ndarray:
+        return self.data.pooled.fit_targets(self.data.split.val)
+
+    @cached_property
+    def val_units(self) -> np.ndarray:
+        return self.data.units(self.data.split.val)
+
+    @cached_property
+    def val_close(self) -> np.ndarray:
+        return self.data.pooled.closes(self.data.split.val)
 
     def train_size(self) -> int:
         return len(self.data.split.train)
