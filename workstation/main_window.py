@@ -100,7 +100,7 @@ class MainWindow(QMainWindow):
         self.explain_panel = ExplainPanel(self.store, self.palette_)
         self.portfolio_panel = PortfolioPanel(self.store, self.palette_)
         self.ledger_panel = LedgerPanel(self.store, self.palette_, self.history_panel.current_run,
-                                        self.data_panel.current_source)
+                                        self.data_panel.current_source, self.data_panel.sources)
         self.universe_panel = UniversePanel(self.store, self.palette_)
         for name, title, panel in (("forecastDock", "Forecast", self.forecast_panel),
                                    ("positionsDock", "Positions and regimes", self.positions_panel),

@@ -53,16 +53,12 @@ def run_mark_live(args: argparse.Namespace) -> Output:
         raise BadInput(f"no run {args.run!r} in {store.path}")
     config = None
     if args.portfolio and not args.off:
-        from engine.config import to_dict
-        from engine.data.universe import is_universe
+        from engine.portfolio.ledger import mark_config
 
-        if not is_universe(args.data):
-            raise BadInput(f"--portfolio: {args.data} is not a universe (a folder, a vipdoc root, a wide table)")
         try:
-            pcfg, cfg = portfolio_configs(args)
+            config = mark_config(args.data, *portfolio_configs(args))
         except ValueError as exc:
-            raise BadInput(str(exc)) from None
-        config = {"portfolio": to_dict(pcfg), "backtest": to_dict(cfg)}
+            raise BadInput(f"--portfolio: {exc}") from None
     store.mark_live(args.run, args.data, not args.off, config)
     live = store.live_models()
     text = [f"{m['run_id']} on {m['dataset']} (since {m['at']})"

@@ -75,7 +75,8 @@ class Order:
 @dataclass
 class SignalReport:
     asof: str
-    # {"instrument", "position" (0..10) or "weight" (a portfolio's, with "rebalance"), "run_id", "checkpoint_sha256"}
+    # {"instrument", "position" (0..10) or "weight" (a portfolio's, with "rebalance"), "fill" ("open": the next
+    # open; "close": asof's close, a portfolio without opens), "run_id", "checkpoint_sha256"}
     targets: list[dict] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
     ledger_days: int = 0  # days the ledgers recorded in this call
@@ -196,8 +197,8 @@ def signal_job(store: RunStore, *, run: str | None = None, data: str | None = No
             last = ledger.rows()[-1]
             target, asof = int(positions.iloc[-1]), ws.dates[-1]
             asofs.append(asof)
-            report.targets.append({"instrument": bars.instrument, "position": target, "run_id": run_id,
-                                   "checkpoint_sha256": src.sha256})
+            report.targets.append({"instrument": bars.instrument, "position": target, "fill": "open",
+                                   "run_id": run_id, "checkpoint_sha256": src.sha256})
             holding, cash = _holding(book, bars.instrument, member, last)
             order = plan_order(bars.instrument, target, holding, cash, float(ws.close[-1]), asof,
                                ashare=use.ashare_rules, limit_pct=use.limit_pct)
@@ -235,8 +236,9 @@ def _portfolio_signal(store: RunStore, src: Source, dataset: str, held: str, mar
     last = json.loads(chain[-1]["book"])
     decided, asof = last["target"] is not None, market.dates[days[-1]]
     weights = last["target"] if decided else last["held"]
-    report.targets += [{"instrument": n, "weight": weights.get(n, 0.0), "rebalance": decided, "run_id": src.run_id,
-                        "checkpoint_sha256": src.sha256} for n in market.instruments]
+    fill = "close" if last["lag"] == 0 else "open"
+    report.targets += [{"instrument": n, "weight": weights.get(n, 0.0), "rebalance": decided, "fill": fill,
+                        "run_id": src.run_id, "checkpoint_sha256": src.sha256} for n in market.instruments]
     if decided:
         # the book before the decision fills: with fills at the close the ledger has traded at this close
         # already, so the day before's (cash on a new ledger); with fills at the next open, this close's

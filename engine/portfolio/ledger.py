@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config import BacktestConfig, from_dict, to_dict
+from engine.data.universe import is_universe
 from engine.portfolio.backtest import (
     Forecasts,
     Market,
@@ -51,6 +52,15 @@ def _vector(values: dict | None, names: list[str], fill: float = np.nan) -> np.n
 
 def config_json(pcfg: PortfolioConfig, cfg: BacktestConfig) -> str:
     return json.dumps({"portfolio": to_dict(pcfg), "backtest": to_dict(replace(cfg, start=None, end=None))})
+
+
+def mark_config(dataset: str, pcfg: PortfolioConfig, cfg: BacktestConfig) -> dict:
+    """A live mark's portfolio config, as the store keeps it: one builder for `mark-live --portfolio` and
+    the GUI's Mark live dialog, so their marks are the same. A dataset that is not a universe raises."""
+    if not is_universe(dataset):
+        raise ValueError(f"{dataset} is not a universe (a folder, a vipdoc root, a wide table): "
+                         "only a universe trades as one portfolio")
+    return json.loads(config_json(pcfg, cfg))
 
 
 def configs_of(config: str | dict) -> tuple[PortfolioConfig, BacktestConfig]:
@@ -161,5 +171,5 @@ def reconcile_portfolio(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["CAPITAL", "PORTFOLIO", "config_json", "configs_of", "last_decision", "portfolio_ledger_rows",
-           "reconcile_portfolio"]
+__all__ = ["CAPITAL", "PORTFOLIO", "config_json", "configs_of", "last_decision", "mark_config",
+           "portfolio_ledger_rows", "reconcile_portfolio"]

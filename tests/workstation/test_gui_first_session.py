@@ -36,7 +36,7 @@ def _ashare_preticked(window, source: str) -> bool:
     wizard = BacktestWizard(window.store, window.data_panel.sources(), window.data_panel.bars)
     wizard.period_page.dataset.setCurrentIndex(wizard.period_page.dataset.findData(source))
     wizard.costs_page.initializePage()
-    checked = wizard.costs_page.ashare.isChecked()
+    checked = wizard.costs_page.costs.ashare.isChecked()
     wizard.deleteLater()
     return checked
 

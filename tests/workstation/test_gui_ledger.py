@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog
 
 from engine import cli
 from engine.backtest.run import run_backtest
@@ -23,6 +23,7 @@ from engine.data import load_bars
 from engine.jobs.backtest import backtest_frame_json
 from engine.ledger import PaperLedger, ledger_report
 from tests.workstation.helpers import screenshot_path
+from workstation.wizards.mark_live import MarkLiveDialog
 
 TINY = ["--set", "d_model=32", "--set", "n_layers=2", "--set", "n_heads=2", "--set", "kv_lora_rank=16",
         "--set", "qk_nope_head_dim=8", "--set", "qk_rope_head_dim=8", "--set", "v_head_dim=8",
@@ -57,11 +58,13 @@ def test_live_run_day_by_day_through_the_panel(qtbot, window, tmp_path, monkeypa
     window.history_panel.select([run_id])
     panel = window.ledger_panel
     window.actions_["mark_live"].trigger()  # the Run menu's Mark live… asks for the dataset of the selected run
-    dialog = panel.findChild(QInputDialog)
-    assert dialog is not None and dialog.textValue() == window.store.get_run(run_id)["dataset"]
-    dialog.setTextValue(data)
-    dialog.accept()
+    dialog = panel.findChild(MarkLiveDialog)
+    assert dialog is not None and dialog.dataset.currentText() == window.store.get_run(run_id)["dataset"]
+    dialog.dataset.setEditText(data)
+    assert not dialog.portfolio.isEnabled()  # one instrument: no portfolio to build
+    qtbot.mouseClick(dialog.mark, Qt.MouseButton.LeftButton)
     assert panel.current_model() == (run_id, data) and panel.live.count() == 1
+    assert window.store.live_models()[0]["config"] is None
 
     saved: list[str] = []  # the save dialog is offered after each issue; here the user picks a file each time
     orders_csv = tmp_path / "orders.csv"
@@ -123,7 +126,7 @@ def test_live_run_day_by_day_through_the_panel(qtbot, window, tmp_path, monkeypa
     window.docks["ledgerDock"].raise_()
     window.resize(1400, 860)
     qtbot.wait(50)  # let the dock lay out before the grab
-    window.grab().save(str(screenshot_path("ledger.png", tmp_path)))
+    window.grab().save(str(screenshot_path("ledger_single.png", tmp_path)))
 
 
 def _ledger(store, bars, days: slice, reference: slice) -> str:
@@ -206,11 +209,80 @@ def test_a_live_portfolio_shows_its_weights(qtbot, window, tmp_path):
     orders = portfolio_orders(market, decided["target"], (held_units := json.loads(rows[-1]["book"])["units"],
                                                           rows[-1]["cash"]), None, cfg, market.dates[days[-1]])
     assert held_units and orders
-    targets = [{"instrument": n, "weight": w, "rebalance": True, "run_id": run_id, "checkpoint_sha256": ""}
-               for n, w in decided["target"].items()]
+    targets = [{"instrument": n, "weight": w, "rebalance": True, "fill": "close", "run_id": run_id,
+                "checkpoint_sha256": ""} for n, w in decided["target"].items()]  # us12 has no opens
     panel.show_signals(SignalReport(f"{market.dates[days[-1]]:%Y-%m-%d}", targets, orders))
     assert panel.orders.rowCount() == len(orders) and panel.orders.item(0, 3).text() == "shares"
     assert all(f"{n} {w:.1%}" in panel.orders_title.text() for n, w in decided["target"].items() if w > 5e-5)
+    assert panel.orders_title.text().startswith(f"Orders at the close of {market.dates[days[-1]]:%Y-%m-%d} ")
     window.resize(1400, 860)
     qtbot.wait(50)
     window.grab().save(str(screenshot_path("ledger_portfolio.png", tmp_path)))
+
+
+def test_a_run_marked_live_as_a_portfolio_in_the_dialog_trades_us12_as_one_book(qtbot, window, tmp_path, monkeypatch):
+    """Mark live on a universe offers a portfolio with the backtest wizard's fields; the mark keeps the config the
+    CLI's mark-live --portfolio keeps for the same options; two evenings of a us12 export later the panel shows the
+    book's weights, and the orders (us12 has no opens) are for the close."""
+    from engine.data.samples import sample_path
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = cli.main(["--db", str(window.store.path), "--json", "train-price", "--data", "us12:AAPL", "--data",
+                         "us12:BAC", "--start", "2015-01-01", "--preset", "tiny", *TINY, "--max-steps", "4",
+                         "--batch-size", "16", "--seed", "1"])
+    assert code == 0
+    run_id = json.loads(buf.getvalue())["run_id"]
+    wide = pd.read_csv(sample_path("us12"))
+    held = tmp_path / "us12_export.csv"  # the universe as exported each evening
+    wide.iloc[:-3].to_csv(held, index=False)
+    window.history_panel.refresh()
+    window.history_panel.select([run_id])
+    panel = window.ledger_panel
+    window.actions_["mark_live"].trigger()
+    dialog = panel.findChild(MarkLiveDialog)
+    assert dialog.dataset.findText("us12") >= 0  # the Data panel's universes are offered
+    assert not dialog.portfolio.isEnabled() and not dialog.settings.isEnabled()  # the run's member: one instrument
+    dialog.dataset.setEditText("")
+    qtbot.mouseClick(dialog.mark, Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and "Name the dataset" in dialog.error.text()
+    dialog.dataset.setEditText(str(held))
+    assert dialog.portfolio.isEnabled() and not dialog.error.text()
+    qtbot.mouseClick(dialog.portfolio, Qt.MouseButton.LeftButton)
+    fields, costs = dialog.portfolio_fields, dialog.costs
+    assert dialog.settings.isEnabled() and not fields.max_turnover.isEnabled()  # mean_variance only
+    fields.method.setCurrentText("inverse_vol")
+    fields.top_k.setValue(4)
+    fields.rebalance.setValue(2)
+    fields.max_weight.setValue(0.4)
+    costs.cost_bps.setValue(10)
+    dialog.grab().save(str(tmp_path / "mark_live.png"))
+    qtbot.mouseClick(dialog.mark, Qt.MouseButton.LeftButton)
+    (mark,) = window.store.live_models()
+    assert mark["dataset"] == str(held) and panel.current_model() == (run_id, str(held))
+    assert mark["config"]["portfolio"]["method"] == "inverse_vol" and mark["config"]["backtest"]["cost_bps"] == 10
+    with redirect_stdout(io.StringIO()):  # the same options on the command line mark the same config
+        assert cli.main(["--db", str(window.store.path), "--json", "mark-live", "--run", run_id, "--data", str(held),
+                         "--portfolio", "--method", "inverse_vol", "--top-k", "4", "--rebalance", "2",
+                         "--max-weight", "0.4", "--cost-bps", "10"]) == 0
+    assert window.store.live_models()[0]["config"] == mark["config"]
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: ("", ""))  # no CSV this time
+    for evening in (3, 2, 1):  # rebalance 2: decisions on the first and the third
+        wide.iloc[:len(wide) - evening + 1].to_csv(held, index=False)
+        issued = issue_signals(qtbot, panel)
+        assert issued.asof == wide["Date"].iloc[-evening] and issued.ledger_days == 1
+        weights = {t["instrument"]: t["weight"] for t in issued.targets}
+        assert len(weights) == 12 and 0 < sum(weights.values()) <= 1.0 + 1e-9
+        assert panel.orders_title.text().startswith(f"Orders at the close of {issued.asof} ")
+        assert panel.orders.rowCount() == len(issued.orders) and bool(issued.orders) == (evening != 2)
+        assert all(panel.orders.item(i, 3).text() == "shares" for i in range(panel.orders.rowCount()))
+    report = ledger_report(window.store, run_id)
+    assert report["portfolio"] and report["days"] == 3 and report["max_daily_gap_bps"] < 1.0
+    held_weights = {n: w for n, w in report["book"]["weights"].items() if w > 5e-5}
+    assert 0 < len(held_weights) <= 4 and all(f"{n} {w:.1%}" in panel.summary.text() for n, w in held_weights.items())
+    window.docks["ledgerDock"].show()
+    window.docks["ledgerDock"].raise_()
+    window.resize(1400, 860)
+    qtbot.wait(50)
+    window.grab().save(str(screenshot_path("ledger.png", tmp_path)))  # the README's

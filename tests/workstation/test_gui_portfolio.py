@@ -44,7 +44,7 @@ def run_portfolio_wizard(window: MainWindow, qtbot, run_id: str):
     assert period.is_universe()
     wizard.next()
     assert wizard.currentPage() is wizard.portfolio_page
-    page = wizard.portfolio_page
+    page = wizard.portfolio_page.fields
     page.method.setCurrentText("inverse_vol")
     page.top_k.setValue(4)
     page.rebalance.setValue(5)

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -46,6 +45,8 @@ from workstation.charts import LegendPlot, style_axes
 from workstation.jobs import JobRunner
 from workstation.panels.history_details import dataset_name
 from workstation.theme import Palette
+from workstation.wizards.backtest_wizard import universe_names
+from workstation.wizards.mark_live import MarkLiveDialog
 
 SAVE_FOLDER_KEY = "folders/save"  # the main window's key: every save dialog starts where the last one wrote
 ORDER_HEADERS = ["Instrument", "Side", "Size", "Unit", "Ref. price", "Fill day", "Limit up", "Limit down",
@@ -53,6 +54,7 @@ ORDER_HEADERS = ["Instrument", "Side", "Size", "Unit", "Ref. price", "Fill day",
 REVISION_HEADERS = ["Instrument", "Date", "Column", "Held value", "New value"]
 GAP_TOLERANCE_BPS = 1.0  # the ledger and the backtest of the same bars agree within this a day
 DAY_S = 86_400.0
+MIN_SPAN_DAYS = 6  # the shortest span the date axis shows
 
 
 def _timestamps(dates: list[str]) -> np.ndarray:
@@ -120,11 +122,12 @@ class LedgerPanel(QWidget):
     updated = Signal(object)  # UpdateReport
 
     def __init__(self, store: RunStore, palette: Palette, selected_run: Callable[[], str | None],
-                 current_source: Callable[[], str | None], parent: QWidget | None = None) -> None:
+                 current_source: Callable[[], str | None], sources: Callable[[], list[tuple[str, str]]],
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ledgerPanel")
         self.store, self.palette_ = store, palette
-        self.selected_run, self.current_source = selected_run, current_source
+        self.selected_run, self.current_source, self.sources = selected_run, current_source, sources
         self.runner = JobRunner(self)
         self.runner.finished.connect(self._on_finished)
         self.report: dict | None = None  # the ledger shown
@@ -199,7 +202,7 @@ class LedgerPanel(QWidget):
         orders_layout.addWidget(self.orders_title)
         orders_layout.addWidget(self.orders, 1)
         charts.addWidget(orders)
-        for i, stretch in enumerate((3, 2, 2)):
+        for i, stretch in enumerate((3, 1, 3)):  # a portfolio lists an order per name
             charts.setStretchFactor(i, stretch)
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -277,6 +280,12 @@ class LedgerPanel(QWidget):
             self.banner.setVisible(False)
             return
         x = _timestamps(report["dates"])
+        view = self.equity_plot.getPlotItem().getViewBox()
+        if x[-1] - x[0] < MIN_SPAN_DAYS * DAY_S:  # a young ledger: days on the axis, not hours
+            middle = (x[0] + x[-1]) / 2
+            view.setXRange(middle - MIN_SPAN_DAYS * DAY_S / 2, middle + MIN_SPAN_DAYS * DAY_S / 2, padding=0)
+        else:
+            view.enableAutoRange(x=True)
         self.paper_curve.setData(x, np.asarray(report["equity"]))
         self.backtest_curve.setData(x, np.asarray(report["backtest_equity"]))
         gaps = np.asarray(report["gap_bps"], dtype=np.float64)
@@ -309,34 +318,29 @@ class LedgerPanel(QWidget):
 
     # --- mark live -------------------------------------------------------------------------------
 
-    def choose_mark_live(self) -> QInputDialog | None:
-        """Ask which dataset the History panel's selected run trades (non-blocking), then mark it."""
+    def choose_mark_live(self) -> MarkLiveDialog | None:
+        """Ask which dataset the History panel's selected run trades, and how (non-blocking), then mark it."""
         run_id = self.selected_run()
         record = self.store.get_run(run_id) if run_id else None
         if record is None or record["kind"] not in ("price", "strategy") or record["status"] != "finished":
             self.message.emit("Select a finished price or strategy run in the History panel first.")
             return None
-        choices = list(dict.fromkeys([record["dataset"], *(s for s in [self.current_source()] if s)]))
-        dialog = QInputDialog(self)
-        dialog.setWindowTitle("Mark live")
-        dialog.setLabelText(f"Dataset that {run_id} trades (a sample, a file or a universe):")
-        dialog.setComboBoxItems(choices)
-        dialog.setComboBoxEditable(True)
-        dialog.setTextValue(choices[0])
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.textValueSelected.connect(lambda text: self.mark_live(run_id, text.strip()))
+        datasets = list(dict.fromkeys([record["dataset"], *(s for s in [self.current_source()] if s),
+                                       *universe_names(self.sources())]))
+        dialog = MarkLiveDialog(run_id, datasets, self)
+        dialog.mark_requested.connect(lambda dataset, config: self.mark_live(run_id, dataset, config))
         dialog.open()
         return dialog
 
-    def mark_live(self, run_id: str, dataset: str) -> None:
-        if not dataset:
-            return
-        self.store.mark_live(run_id, dataset, True)
+    def mark_live(self, run_id: str, dataset: str, config: dict | None = None) -> None:
+        """config: a portfolio mark's (engine.portfolio.ledger.mark_config), None for single instruments."""
+        self.store.mark_live(run_id, dataset, True, config)
         self.refresh()
         for row in range(self.live.count()):
             if tuple(self.live.item(row).data(Qt.ItemDataRole.UserRole)) == (run_id, dataset):
                 self.live.setCurrentRow(row)
-        self.message.emit(f"{run_id} is live on {dataset_name(dataset)}")
+        how = f" as one portfolio ({config['portfolio']['method']})" if config else ""
+        self.message.emit(f"{run_id} is live on {dataset_name(dataset)}{how}")
 
     def unmark_current(self) -> None:
         model = self.current_model()
@@ -404,8 +408,10 @@ class LedgerPanel(QWidget):
         targets = ", ".join(f"{t['instrument']} {t['position']}/10" if "position" in t else
                             f"{t['instrument']} {t['weight']:.1%}" for t in report.targets
                             if t.get("position") is not None or t.get("weight", 0.0) > 5e-5)
-        self.orders_title.setText(f"Orders for the open after {report.asof} ({report.ledger_days} ledger day(s) "
-                                  f"recorded) · targets: {targets}")
+        fills = {t["fill"] for t in report.targets}
+        when = (f"at the close of {report.asof}" if fills == {"close"} else f"for the open after {report.asof}"
+                + (f" (at the close of {report.asof} where the data have no opens)" if "close" in fills else ""))
+        self.orders_title.setText(f"Orders {when} ({report.ledger_days} ledger day(s) recorded) · targets: {targets}")
         self.orders_title.setToolTip("\n".join(report.rules))
         self.orders.setRowCount(len(report.orders))
         for i, o in enumerate(report.orders):

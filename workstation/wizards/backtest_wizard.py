@@ -19,7 +19,6 @@ from PySide6.QtCore import QDate, QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
     QFormLayout,
     QHBoxLayout,
@@ -35,24 +34,17 @@ from PySide6.QtWidgets import (
 )
 
 from engine.backtest.ashare import board_limit
-from engine.config import FILLS, BacktestConfig
+from engine.config import BacktestConfig
 from engine.data.io import BarTable
 from engine.data.universe import split_member
 from engine.events import CancelToken, Event
 from engine.jobs.backtest import Source, backtest_job, default_period, load_source, overlaps_training
 from engine.jobs.portfolio import portfolio_job, portfolio_walk_forward_job
 from engine.jobs.walkforward import walk_forward_job
-from engine.portfolio import METHODS, PortfolioConfig
+from engine.portfolio import PortfolioConfig
 from engine.store import RunStore
-from workstation.wizards.fields import (
-    DateField,
-    combo,
-    dspin,
-    error_label,
-    remember_fields,
-    restore_fields,
-    spin,
-)
+from workstation.wizards.fields import DateField, dspin, error_label, remember_fields, restore_fields, spin
+from workstation.wizards.portfolio_fields import CostFields, PortfolioFields
 
 SETTINGS_GROUP = "wizard/backtest"
 KINDS = {"strategy": "strategy (its positions)", "price": "price (follow the forecast)"}
@@ -81,10 +73,14 @@ class BacktestRequest:
         return lambda cancel: backtest_job(self.source, self.data, cfg=self.cfg, store=store, cancel=cancel)
 
 
+def universe_names(sources: list[tuple[str, str]]) -> list[str]:
+    """Each universe whose members are among the (label, source) datasets, in their order."""
+    return list(dict.fromkeys(m[0] for _, source in sources if (m := split_member(source))))
+
+
 def with_universes(sources: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The datasets, then each universe whose members are among them (as its name: portfolio mode)."""
-    universes = dict.fromkeys(m[0] for _, source in sources if (m := split_member(source)))
-    return sources + [(f"{name} (universe: portfolio)", name) for name in universes]
+    return sources + [(f"{name} (universe: portfolio)", name) for name in universe_names(sources)]
 
 
 def _qdate(text: str) -> QDate:
@@ -265,35 +261,18 @@ class PeriodPage(QWizardPage):
 
 
 class PortfolioPage(QWizardPage):
-    """How a universe's forecasts become one book (engine.portfolio.PortfolioConfig)."""
+    """How a universe's forecasts become one book (the fields the Mark live dialog shares)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setTitle("Portfolio")
         self.setSubTitle("Every member is forecast and the book is rebuilt at decision closes; the baselines "
                          "(1/N, inverse volatility, 12-1 momentum, the index) trade the same days and costs.")
-        d = PortfolioConfig()
-        self.method = combo(METHODS, "topk: equal weights on the k best scores; inverse_vol: the k best by inverse "
-                                     "volatility; score: the k best by their score; mean_variance: the forecast "
-                                     "means on a Ledoit-Wolf covariance (falls back to topk when infeasible)")
-        self.method.setCurrentText(d.method)
-        self.top_k = spin(1, 500, d.top_k, "How many names the book holds at most")
-        self.rebalance = spin(1, 250, d.rebalance, "Days between decisions")
-        self.band = dspin(0.0, 1.0, 0.0, "Also rebalance as soon as a weight drifts this far from its target "
-                          "(0: off)", decimals=2, step=0.01)
-        self.max_weight = dspin(0.01, 1.0, d.max_weight, "Largest weight of one name", decimals=2, step=0.05)
-        self.min_cash = dspin(0.0, 0.99, d.min_cash, "Share of the book always kept in cash", decimals=2, step=0.05)
-        form = QFormLayout(self)
-        for label, widget in (("Method", self.method), ("Top k", self.top_k),
-                              ("Rebalance every (days)", self.rebalance), ("Drift band", self.band),
-                              ("Max weight", self.max_weight), ("Min cash", self.min_cash)):
-            form.addRow(label, widget)
+        self.fields = PortfolioFields()
+        self.fields.add_rows(QFormLayout(self))
 
     def config(self) -> PortfolioConfig:
-        band = self.band.value()
-        return PortfolioConfig(method=self.method.currentText(), top_k=self.top_k.value(),
-                               rebalance=self.rebalance.value(), band=band or None,
-                               max_weight=self.max_weight.value(), min_cash=self.min_cash.value())
+        return self.fields.config()
 
 
 class CostsPage(QWizardPage):
@@ -305,18 +284,7 @@ class CostsPage(QWizardPage):
         self.setSubTitle("Costs are charged on every change of position; Finish runs the backtest in the "
                          "background.")
         defaults = BacktestConfig()
-        self.cost_bps = dspin(0.0, 500.0, defaults.cost_bps, "Commission and fees in basis points per unit "
-                               "of turnover (a position change of 10 = one unit)", decimals=1, step=1.0)
-        self.slippage_bps = dspin(0.0, 500.0, defaults.slippage_bps, "Extra cost of trading at a worse price "
-                                   "than the fill price, in basis points", decimals=1, step=1.0)
-        self.stamp_duty_bps = dspin(0.0, 100.0, defaults.stamp_duty_bps, "Tax on sales only, in basis points "
-                                     "(A-shares: 5 since 2023-08-28, 10 before)", decimals=1, step=1.0)
-        self.fill = combo(FILLS, "When a decision taken at a close trades: at the next open, or at that close "
-                                 "(market-on-close); data without opens fill at the close")
-        self.fill.setCurrentText(defaults.fill)
-        self.ashare = QCheckBox("A-share rules")
-        self.ashare.setToolTip("No buying at a limit-up fill, no selling at a limit-down fill (T+1 holds "
-                               "by construction: positions change once a day)")
+        self.costs = CostFields()
         self.limit_pct = dspin(0.01, 0.5, board_limit(""), "Daily price limit (0.10 main board, 0.05 ST, "
                                 "0.20 STAR/ChiNext, 0.30 Beijing; set from the code)", decimals=2)
         self.risk_free = dspin(0.0, 20.0, defaults.risk_free * 100, "Annual risk-free rate, in percent, "
@@ -326,19 +294,17 @@ class CostsPage(QWizardPage):
                                     "lambda: it holds clip(median / (lambda sigma^2), 0, 1) of the model's 1-day "
                                     "forecast (larger: smaller positions)", decimals=1, step=0.5)
         form = QFormLayout(self)
-        for label, widget in (("Fill", self.fill), ("Cost (bps)", self.cost_bps),
-                              ("Slippage (bps)", self.slippage_bps), ("Stamp duty (bps)", self.stamp_duty_bps),
-                              ("", self.ashare), ("Price limit", self.limit_pct),
-                              ("Risk-free rate (annual)", self.risk_free),
+        self.costs.add_rows(form)
+        for label, widget in (("Price limit", self.limit_pct), ("Risk-free rate (annual)", self.risk_free),
                               ("Analytic risk aversion", self.risk_aversion)):
             form.addRow(label, widget)
-        self.ashare.toggled.connect(self.limit_pct.setEnabled)
+        self.costs.ashare.toggled.connect(self.limit_pct.setEnabled)
 
     def initializePage(self) -> None:
         bars = self.wizard().period_page.bars()
-        self.ashare.setChecked(bars.market == "cn")
+        self.costs.ashare.setChecked(bars.market == "cn")
         self.limit_pct.setValue(board_limit(bars.instrument))
-        self.limit_pct.setEnabled(self.ashare.isChecked())
+        self.limit_pct.setEnabled(self.costs.ashare.isChecked())
 
 
 class BacktestWizard(QWizard):
@@ -381,19 +347,16 @@ class BacktestWizard(QWizard):
         c = self.costs_page
         limit = c.limit_pct.value()  # the board's own limit: None lets the engine date its changes
         by_code = limit == board_limit(self.period_page.bars().instrument)
-        cfg = BacktestConfig(fill=c.fill.currentText(), cost_bps=c.cost_bps.value(),
-                             slippage_bps=c.slippage_bps.value(), stamp_duty_bps=c.stamp_duty_bps.value(),
-                             ashare_rules=c.ashare.isChecked(), limit_pct=None if by_code else limit,
-                             risk_free=c.risk_free.value() / 100, risk_aversion=c.risk_aversion.value(),
-                             start=start, end=end)
+        cfg = c.costs.config(limit_pct=None if by_code else limit, risk_free=c.risk_free.value() / 100,
+                             risk_aversion=c.risk_aversion.value(), start=start, end=end)
         p = self.period_page
         return BacktestRequest(self.source_page.run_id(), p.data(), cfg, p.folds.value(), p.fraction.value(),
                                self.portfolio_page.config() if p.is_universe() else None)
 
     def _fields(self) -> dict:
-        c = self.costs_page
-        return {"fill": c.fill, "cost_bps": c.cost_bps, "slippage_bps": c.slippage_bps,
-                "stamp_duty_bps": c.stamp_duty_bps, "risk_free_pct": c.risk_free, "risk_aversion": c.risk_aversion,
+        c, costs = self.costs_page, self.costs_page.costs
+        return {"fill": costs.fill, "cost_bps": costs.cost_bps, "slippage_bps": costs.slippage_bps,
+                "stamp_duty_bps": costs.stamp_duty_bps, "risk_free_pct": c.risk_free, "risk_aversion": c.risk_aversion,
                 "fraction": self.period_page.fraction}  # folds start off: each one is a training run
 
     def _restore(self) -> None:
