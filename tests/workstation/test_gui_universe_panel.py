@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 
 from engine import cli
-from tests.engine.cli.test_evaluate_cli import TINY
 from tests.engine.cli.test_universe_evaluate_cli import planted_returns
-from tests.workstation.helpers import screenshot_path
+from tests.engine.helpers import TINY_PRICE_ARGS
 from workstation.panels.universe_panel import ROLLING_DAYS, _fmt
 
 N, DAYS = 7, 800
@@ -38,7 +37,7 @@ def universe_run(window, tmp_path):
     table = pd.DataFrame(closes, index=pd.Index(dates, name="Date"), columns=[f"S{k}" for k in range(N)])
     path = tmp_path / "planted.csv"
     table.to_csv(path)
-    run = _cli(window.store.path, "train-price", "--data", str(path), "--preset", "tiny", *TINY, "--context",
+    run = _cli(window.store.path, "train-price", "--data", str(path), "--preset", "tiny", *TINY_PRICE_ARGS, "--context",
                "equal_weight", "--target", "excess", "--max-steps", "4", "--batch-size", "16", "--seed", "2",
                "--train-end", f"{dates[450]:%Y-%m-%d}", "--val-end", f"{dates[600]:%Y-%m-%d}")
     return str(path), run["run_id"]
@@ -96,4 +95,5 @@ def test_universe_action_fills_the_panel_with_the_reports_numbers(qtbot, window,
     window.resize(1400, 860)
     window.docks["universeDock"].raise_()
     qtbot.wait(50)  # let the dock lay out before the grab
-    panel.grab().save(str(screenshot_path("universe_panel.png", tmp_path)))
+    # drawn here but never into docs/: the README's shot is the real us12 run (scripts/universe_panel_screenshot.py)
+    assert panel.grab().save(str(tmp_path / "universe_panel.png"))

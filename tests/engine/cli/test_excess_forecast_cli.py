@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from engine.data.universe import member_source
-from tests.engine.cli.test_evaluate_cli import TINY, call
+from tests.engine.cli.test_evaluate_cli import call
 from tests.engine.cli.test_universe_evaluate_cli import planted_returns
+from tests.engine.helpers import TINY_PRICE_ARGS
 
 
 def test_excess_run_forecast_is_labelled_excess_with_its_returns(tmp_path):
@@ -19,8 +20,8 @@ def test_excess_run_forecast_is_labelled_excess_with_its_returns(tmp_path):
     pd.DataFrame(closes, index=pd.Index(dates, name="Date"), columns=[f"S{k}" for k in range(5)]).to_csv(
         tmp_path / "u.csv")
     db = tmp_path / "runs.db"
-    code, out = call(db, "--json", "train-price", "--data", str(tmp_path / "u.csv"), "--preset", "tiny", *TINY,
-                     "--target", "excess", "--max-steps", "2", "--batch-size", "8")
+    code, out = call(db, "--json", "train-price", "--data", str(tmp_path / "u.csv"), "--preset", "tiny",
+                     *TINY_PRICE_ARGS, "--target", "excess", "--max-steps", "2", "--batch-size", "8")
     assert code == 0, out
     run = json.loads(out)["run_id"]
     member = member_source(str(tmp_path / "u.csv"), "S2")

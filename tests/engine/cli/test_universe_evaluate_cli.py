@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from scipy.signal import lfilter
 
-from tests.engine.cli.test_evaluate_cli import TINY, call
+from tests.engine.cli.test_evaluate_cli import call
+from tests.engine.helpers import TINY_PRICE_ARGS
 
 N, DAYS, A = 8, 900, 0.08  # instruments, days, strength of the planted reversal
 SECTION_KEYS = {"h", "days", "rank_ic", "ic", "icir", "top_minus_bottom"}
@@ -39,8 +40,9 @@ def universe_report(tmp_path_factory):
     table = pd.DataFrame(closes, index=pd.Index(dates, name="Date"), columns=[f"S{k}" for k in range(N)])
     table.to_csv(root / "planted.csv")
     db = root / "runs.db"
-    code, out = call(db, "--json", "train-price", "--data", str(root / "planted.csv"), "--preset", "tiny", *TINY,
-                     "--context", "equal_weight", "--target", "excess", "--max-steps", "4", "--batch-size", "16",
+    code, out = call(db, "--json", "train-price", "--data", str(root / "planted.csv"), "--preset", "tiny",
+                     *TINY_PRICE_ARGS, "--context", "equal_weight", "--target", "excess", "--max-steps", "4",
+                     "--batch-size", "16",
                      "--train-end", f"{dates[500]:%Y-%m-%d}", "--val-end", f"{dates[650]:%Y-%m-%d}")
     assert code == 0, out
     run = json.loads(out)
