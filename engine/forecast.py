@@ -203,13 +203,15 @@ def outputs_progress(loaded: LoadedPriceModel, ws: WindowSet | PooledWindows, en
                      cancel: CancelToken | None = None, message: str = "Encoding windows", batch: int = BATCH,
                      ) -> Generator[Progress, None, PriceOutput]:
     """The network's outputs (network units, float64 on the CPU) for windows ending at day indices
-    `ends` (a pool: its [n, 2] (set, end) items), as a job step: Progress(done, len(ends)) after each
-    batch, so a long encoding shows how far it is; InterruptedError at the first batch after `cancel`."""
+    `ends` (a pool: its [n, 2] (set, end) items), as a job step: Progress(0, len(ends)) first, then
+    Progress(done, len(ends)) after each batch, so a long encoding shows how far it is; InterruptedError
+    at the first batch after `cancel`."""
     pooled = isinstance(ws, PooledWindows)
     ends = np.asarray(ends, dtype=np.int64)
     first = ws.sets[0] if pooled else ws
     mask = torch.from_numpy(np.asarray(first.mask, dtype=np.float32)).to(loaded.device)
     parts: dict[str, list[torch.Tensor]] = {}
+    yield Progress(0, len(ends), message)  # the phase shows at once, not after its first batch
     for i in range(0, len(ends), batch):
         if cancel is not None and cancel.cancelled:
             raise InterruptedError(f"cancelled while {message.lower()}")
