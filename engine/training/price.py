@@ -43,6 +43,8 @@ from engine.training.trainer import RunEntry, TrainStage, fit, to_device
 
 EVAL_BATCH = 256
 COVERAGE_BANDS = {50: (0.25, 0.75), 80: (0.1, 0.9), 90: (0.05, 0.95)}  # central band: its two QUANTILES
+BULK_DAYS = 1_000_000  # instrument-days of bars worth handing back to the OS once windowed (a universe);
+# below it the full garbage collection that goes first would only hold the GIL: a pause the app shows
 
 
 @dataclass
@@ -96,7 +98,8 @@ def prepare_price_data(data: list[str], cfg: DataConfig) -> PriceData:
     pooled = price_windows(tables, cfg)
     fingerprints = [t.fingerprint for t in tables]
     del tables  # the bars go once windowed: a universe's frames are the largest thing in memory until here
-    release_host_memory()
+    if sum(len(ws.dates) for ws in pooled.sets) >= BULK_DAYS:
+        release_host_memory()
     cuts = price_cut_dates(pooled, cfg)
     split = pooled_calendar_split(pooled, cuts, cfg.horizon)
     if not len(split.val):

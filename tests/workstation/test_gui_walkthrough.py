@@ -9,6 +9,7 @@ Run it under a display as a user sees it (`xvfb-run -a`) or offscreen; it saves 
 
 from __future__ import annotations
 
+import gc
 import shutil
 import time
 from dataclasses import replace
@@ -24,6 +25,17 @@ from workstation.wizards.backtest_wizard import BacktestRequest
 from workstation.wizards.train_wizard import TrainRequest
 
 MAX_SILENCE_S = 1.0
+
+
+@pytest.fixture
+def own_garbage_only():
+    """A user's process does not carry the objects hundreds of earlier tests left in this one: they
+    are frozen out of the collector (gc.freeze) so a full collection, which stops every thread, costs
+    what it costs the app, not what the test session has piled up."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +77,8 @@ def wait_job(qtbot, win, timeout_s: float = 240):
     return done.args[0]
 
 
-def test_first_session_never_leaves_the_user_waiting_without_news(window, qtbot, tmp_path, monkeypatch):
+def test_first_session_never_leaves_the_user_waiting_without_news(own_garbage_only, window, qtbot, tmp_path,
+                                                                 monkeypatch):
     win, silence = window, Silence(window)
     win.resize(1500, 950)
     # 1. import a CSV (a real series under a user's own file name)
