@@ -32,7 +32,7 @@ from engine.forecast import model_windows
 from engine.jobs.backtest import Source, load_source, positions_for
 from engine.jobs.portfolio import universe_forecasts
 from engine.ledger import PaperLedger
-from engine.portfolio.backtest import Market, trade
+from engine.portfolio.backtest import Market, cost_rates, trade
 from engine.portfolio.ledger import CAPITAL, PORTFOLIO, config_json, configs_of, portfolio_ledger_rows
 from engine.store import RunStore
 
@@ -270,9 +270,8 @@ def portfolio_orders(market: Market, target: dict, ledger_book: tuple[dict, floa
         units, cash = np.array([lines[n].quantity if n in lines else 0.0 for n in names]), book.cash
     close = market.close[-1]
     none = np.zeros(len(names), dtype=bool)
-    buy = np.full(len(names), (cfg.cost_bps + cfg.slippage_bps) / 1e4)
-    new, *_ = trade(units, cash, np.array([target.get(n, 0.0) for n in names]), close, none, none, buy,
-                    buy + cfg.stamp_duty_bps / 1e4)
+    new, *_ = trade(units, cash, np.array([target.get(n, 0.0) for n in names]), close, none, none,
+                    *cost_rates(cfg, len(names)))
     return [ruled_order(n, float(new[i] - units[i]), "shares", lines.get(n) or Holding(quantity=float(units[i])),
                         float(close[i]), fill_day, ashare=cfg.ashare_rules, limit_pct=cfg.limit_pct)
             for i, n in enumerate(names) if abs(new[i] - units[i]) > 1e-9]

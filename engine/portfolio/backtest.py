@@ -159,6 +159,15 @@ def trade(units: np.ndarray, cash: float, target: np.ndarray, price: np.ndarray,
     return new, float(cash), float(traded / before), float((before - equity) / before)
 
 
+def cost_rates(cfg: BacktestConfig, n: int, extra_bps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """[n] buy and sell cost rates per name: commission and slippage on both sides, stamp duty on
+    sales; extra_bps [n] on top for names dearer to trade. One source for the backtest, the paper
+    ledger and the orders, so the three pay the same."""
+    buy = np.full(n, (cfg.cost_bps + cfg.slippage_bps) / 1e4)
+    if extra_bps is not None:
+        buy = buy + np.asarray(extra_bps, dtype=np.float64) / 1e4
+    return buy, buy + cfg.stamp_duty_bps / 1e4
+
 def simulate(market: Market, span: np.ndarray, decide: Decide, pcfg: PortfolioConfig, cfg: BacktestConfig,
              costs_bps: np.ndarray | None = None) -> tuple[Simulation, str | None]:
     """The book over day indices `span` (consecutive) trading the decisions of `decide`;
@@ -168,9 +177,7 @@ def simulate(market: Market, span: np.ndarray, decide: Decide, pcfg: PortfolioCo
     first, days = int(span[0]), len(span)
     close = pd.DataFrame(market.close[first:first + days]).ffill().to_numpy()  # a suspended name's last close
     fills, up, down = fills[first:first + days], up[first:first + days], down[first:first + days]
-    extra = 0.0 if costs_bps is None else np.asarray(costs_bps, dtype=np.float64) / 1e4
-    buy = (cfg.cost_bps + cfg.slippage_bps) / 1e4 + extra
-    sell = buy + cfg.stamp_duty_bps / 1e4
+    buy, sell = cost_rates(cfg, close.shape[1], costs_bps)
     n = close.shape[1]
     units, cash = np.zeros(n), 1.0
     equity, held = np.ones(days), np.zeros((days, n))
@@ -343,6 +350,7 @@ __all__ = [
     "PortfolioResult",
     "Simulation",
     "backtest_span",
+    "cost_rates",
     "decision_rule",
     "fill_limits",
     "fill_prices",

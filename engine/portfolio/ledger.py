@@ -28,6 +28,7 @@ from engine.data.universe import is_universe
 from engine.portfolio.backtest import (
     Forecasts,
     Market,
+    cost_rates,
     decision_rule,
     fill_limits,
     fill_prices,
@@ -102,8 +103,7 @@ def portfolio_ledger_rows(rows: list[dict], market: Market, forecasts: Forecasts
     fills, lag, _ = fill_prices(market, cfg)
     up, down = fill_limits(market, fills, cfg)
     close = pd.DataFrame(market.close).ffill().to_numpy()  # a suspended name is marked at its last close
-    costs = (np.full(len(names), (cfg.cost_bps + cfg.slippage_bps) / 1e4),)
-    costs += (costs[0] + cfg.stamp_duty_bps / 1e4,)
+    costs = cost_rates(cfg, len(names))
     decide, _ = decision_rule(market, forecasts, pcfg)
     book = json.loads(rows[-1]["book"]) if rows else None
     units = _vector(book and book["units"], names, 0.0)
